@@ -1,0 +1,292 @@
+// Package upstream forwards requests to one backend: an
+// httputil.ReverseProxy with a Rewrite hook, a shared tuned transport, the
+// identity headers a backend may trust, and the builtin:echo backend.
+//
+// It makes no routing or access decisions: the proxy has done both, and hands
+// over a request whose path is already canonical and whose identity (if any)
+// is in the context.
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/auth"
+)
+
+// NewTransport returns a transport for upstreams, meant to be shared by all
+// of them so keep-alive connections are pooled: generous idle pools,
+// bounded dial and TLS handshakes, HTTP/2 to TLS upstreams that offer it,
+// TLS 1.2 or newer, and no proxy taken from the environment (a proxy
+// between Portcullis and its upstreams would see identity headers).
+func NewTransport(tc TransportConfig) *http.Transport {
+	tc = tc.withDefaults()
+	d := &net.Dialer{Timeout: tc.DialTimeout, KeepAlive: tc.KeepAlive}
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   tc.TLSHandshakeTimeout,
+		ResponseHeaderTimeout: tc.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       tc.IdleConnTimeout,
+		MaxIdleConns:          tc.MaxIdleConns,
+		MaxIdleConnsPerHost:   tc.MaxIdleConnsPerHost,
+		MaxConnsPerHost:       tc.MaxConnsPerHost,
+	}
+}
+
+// Options carries what an Upstream needs besides its Config.
+type Options struct {
+	// Transport sends requests upstream; share one across upstreams. Nil
+	// means NewTransport(TransportConfig{}). An upstream with ca_file,
+	// insecure_skip_verify or a unix: URL gets its own clone of it (of a
+	// fresh NewTransport when Transport is not an *http.Transport).
+	Transport http.RoundTripper
+	// Assert signs the X-Portcullis-Assertion JWT for id with the given
+	// audience (the upstream's name). Required iff forward has assertion.
+	Assert func(ctx context.Context, id *auth.Identity, audience string) (string, error)
+	// TrustedProxy reports whether the request's peer (r.RemoteAddr) is a
+	// proxy whose X-Forwarded-For/-Host/-Proto are believed. Nil trusts no
+	// one.
+	TrustedProxy func(r *http.Request) bool
+	// Logger receives proxy errors. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Upstream is one backend. It is an http.Handler and safe for concurrent use.
+type Upstream struct {
+	name         string
+	target       *url.URL
+	forward      Forward
+	preserveHost bool
+	assert       func(ctx context.Context, id *auth.Identity, audience string) (string, error)
+	trusted      func(r *http.Request) bool
+	log          *slog.Logger
+	proxy        *httputil.ReverseProxy
+}
+
+// New checks cfg and builds its Upstream. It reads ca_file.
+func New(cfg Config, opts Options) (*Upstream, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	forward, err := ParseForward(cfg.Forward)
+	if err != nil {
+		return nil, err
+	}
+	if forward.Has(ForwardAssertion) && opts.Assert == nil {
+		return nil, errors.New("upstream: forward: assertion needs a signer (Options.Assert is nil)")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	u := &Upstream{
+		name:         cfg.Name,
+		forward:      forward,
+		preserveHost: cfg.PreserveHost == nil || *cfg.PreserveHost,
+		assert:       opts.Assert,
+		trusted:      opts.TrustedProxy,
+		log:          log,
+	}
+	transport := opts.Transport
+	if transport == nil {
+		transport = NewTransport(TransportConfig{})
+	}
+	kind, _ := checkURL(cfg.URL) // Validate passed
+	switch kind {
+	case kindEcho:
+		u.target = &url.URL{Scheme: "http", Host: "builtin-echo"}
+		transport = echoTransport{h: Echo()}
+	case kindUnix:
+		socket := unixSocketPath(cfg.URL)
+		t := cloneTransport(transport)
+		d := &net.Dialer{}
+		if base, ok := transport.(*http.Transport); ok && base.DialContext != nil {
+			// Keep the shared dial timeout; only the address changes.
+			dial := base.DialContext
+			t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return dial(ctx, "unix", socket)
+			}
+		} else {
+			t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, "unix", socket)
+			}
+		}
+		u.target = &url.URL{Scheme: "http", Host: "localhost"}
+		transport = t
+	default:
+		u.target, err = url.Parse(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("upstream: url: %w", err)
+		}
+		if cfg.CAFile != "" || cfg.InsecureSkipVerify {
+			t := cloneTransport(transport)
+			if t.TLSClientConfig == nil {
+				t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+			if cfg.CAFile != "" {
+				pool, err := loadCAFile(cfg.CAFile)
+				if err != nil {
+					return nil, err
+				}
+				t.TLSClientConfig.RootCAs = pool
+			}
+			if cfg.InsecureSkipVerify {
+				t.TLSClientConfig.InsecureSkipVerify = true
+				log.Warn("upstream: insecure_skip_verify is set: the upstream's certificate is NOT checked, so anyone on the path can read identity headers and tokens; use ca_file instead",
+					"upstream", cfg.Name)
+			}
+			transport = t
+		}
+	}
+	u.proxy = &httputil.ReverseProxy{
+		Rewrite:       u.rewrite,
+		Transport:     transport,
+		FlushInterval: cfg.FlushInterval,
+		BufferPool:    newBufferPool(),
+		ErrorHandler:  u.handleError,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return u, nil
+}
+
+// cloneTransport returns a private copy of rt's settings (not its pool).
+func cloneTransport(rt http.RoundTripper) *http.Transport {
+	if t, ok := rt.(*http.Transport); ok {
+		return t.Clone()
+	}
+	return NewTransport(TransportConfig{})
+}
+
+func loadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: ca_file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("upstream: ca_file: %s: no PEM certificates found", quote(path))
+	}
+	return pool, nil
+}
+
+// Name returns the upstream's configured name.
+func (u *Upstream) Name() string { return u.name }
+
+type assertionKey struct{}
+
+// ServeHTTP forwards r: its path (already canonical) under the URL's base
+// path, its query, and the identity from auth.FromContext as the headers the
+// config's forward list selects.
+func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if u.forward.Has(ForwardAssertion) {
+		if id, ok := auth.FromContext(r.Context()); ok {
+			// Signing can fail, and Rewrite cannot: do it first and fail
+			// closed rather than forward without the assertion.
+			tok, err := u.assert(r.Context(), id, u.name)
+			if err != nil {
+				u.log.ErrorContext(r.Context(), "upstream: signing assertion failed", "upstream", u.name, "err", err)
+				writeError(w, r, http.StatusInternalServerError)
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), assertionKey{}, tok))
+		}
+	}
+	u.proxy.ServeHTTP(w, r)
+}
+
+// rewrite builds the outbound request. ReverseProxy has already removed
+// hop-by-hop headers, Forwarded and X-Forwarded-For/-Host/-Proto from
+// pr.Out.
+func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(u.target)
+	if u.trusted != nil && u.trusted(pr.In) {
+		in := pr.In.Header
+		pr.Out.Header["X-Forwarded-For"] = in["X-Forwarded-For"]
+		pr.SetXForwarded()
+		if v := in["X-Forwarded-Host"]; len(v) > 0 {
+			pr.Out.Header["X-Forwarded-Host"] = v
+		}
+		if v := in["X-Forwarded-Proto"]; len(v) > 0 {
+			pr.Out.Header["X-Forwarded-Proto"] = v
+		}
+	} else {
+		pr.SetXForwarded()
+		// Like X-Forwarded-For, X-Real-Ip from an untrusted peer is a lie
+		// some backends believe.
+		delete(pr.Out.Header, "X-Real-Ip")
+	}
+	if u.preserveHost {
+		pr.Out.Host = pr.In.Host
+	}
+	// The proxy stripped these already; strip again so a routing mistake
+	// elsewhere can never let a client speak for Portcullis.
+	StripIdentityHeaders(pr.Out.Header)
+	ctx := pr.In.Context()
+	id, _ := auth.FromContext(ctx)
+	if dropped := SetIdentityHeaders(pr.Out.Header, id, u.forward); dropped != 0 {
+		u.log.WarnContext(ctx, "upstream: identity fields not forwarded: value has control characters, surrounding spaces or (groups) commas",
+			"upstream", u.name, "sub", id.Subject, "fields", dropped.String())
+	}
+	if id != nil && u.forward.Has(ForwardAssertion) {
+		if tok, _ := ctx.Value(assertionKey{}).(string); tok != "" && validValue(tok) {
+			pr.Out.Header[HeaderAssertion] = []string{tok}
+		}
+	}
+}
+
+// handleError answers a failed round trip with 502, unless the client went
+// away, which is not worth a log line or an answer.
+func (u *Upstream) handleError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return
+	}
+	// Transport errors name the dialled address at most, never the request's
+	// headers or query, so err is safe to log.
+	u.log.ErrorContext(r.Context(), "upstream: request failed", "upstream", u.name, "err", err)
+	writeError(w, r, http.StatusBadGateway)
+}
+
+// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies through.
+type bufferPool struct{ p sync.Pool }
+
+const bufferSize = 32 << 10
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}}
+}
+
+// Get returns a buffer of bufferSize bytes.
+func (bp *bufferPool) Get() []byte { return *bp.p.Get().(*[]byte) }
+
+// Put returns b to the pool.
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) < bufferSize {
+		return
+	}
+	b = b[:bufferSize]
+	bp.p.Put(&b)
+}
+
+var (
+	_ http.Handler         = (*Upstream)(nil)
+	_ httputil.BufferPool  = (*bufferPool)(nil)
+	_ http.RoundTripper    = echoTransport{}
+)
