@@ -32,8 +32,8 @@ var (
 
 // Store is what the built-in issuer needs from storage. Every method is safe
 // for concurrent use, also across processes for shared implementations.
-// A record past its ExpiresAt is treated as absent (ErrNotFound) and is
-// eventually deleted. Methods taking now use it to decide expiry, so tests
+// A record past its ExpiresAt (now >= ExpiresAt) is treated as absent
+// (ErrNotFound) and is eventually deleted. Methods taking now use it to decide expiry, so tests
 // never sleep.
 type Store interface {
 	// CreateCode stores a new authorization code; ErrAlreadyExists if c.ID is taken.
@@ -54,6 +54,11 @@ type Store interface {
 	// If oldID was already used, the whole family is revoked (until the
 	// family's latest expiry) and the old token is returned with ErrReused;
 	// exactly one of any number of concurrent callers succeeds.
+	//
+	// On success it returns the old token, now marked used. An unknown or
+	// expired oldID, or an unused one whose family is revoked, is
+	// ErrNotFound; a next.ID already stored is ErrAlreadyExists; a next in
+	// another family is an error. None of these changes anything.
 	RotateRefresh(ctx context.Context, oldID string, next RefreshToken, now time.Time) (RefreshToken, error)
 
 	// Revoke records id (an access-token jti or a refresh family id) as
