@@ -1,0 +1,125 @@
+package login
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"golang.org/x/oauth2"
+
+	"github.com/portcullis-proxy/portcullis/auth"
+	"github.com/portcullis-proxy/portcullis/auth/session"
+)
+
+// ErrNotReady is returned by Refresh before Discover has succeeded.
+var ErrNotReady = errors.New("login: issuer discovery has not succeeded yet")
+
+// Refresh uses d's refresh token (refresh_token grant, RFC 6749 §6) and
+// returns an updated copy of d for the caller to save; d itself is not
+// changed. When the issuer sends a new ID token it is verified (signature,
+// iss, aud, exp; no nonce, OIDC Core §12.2), MUST name the same issuer and
+// subject, and replaces the identity claims; otherwise the claims are kept.
+// The session's CreatedAt, ExpiresAt and Identity.Expiry never change.
+//
+// An error wrapping auth.ErrUnauthenticated means the session cannot be
+// refreshed (no refresh token, the issuer refused it, or the new ID token
+// is not acceptable): the caller should end the session. Other errors
+// (network, ErrNotReady) are temporary.
+func (c *Client) Refresh(ctx context.Context, d *session.Data) (*session.Data, error) {
+	disc := c.disc.Load()
+	if disc == nil {
+		return nil, ErrNotReady
+	}
+	if d == nil || d.RefreshToken == "" {
+		return nil, fmt.Errorf("login: refresh: no refresh token: %w", auth.ErrUnauthenticated)
+	}
+	ctx = c.ctx(ctx)
+	tok, err := disc.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: d.RefreshToken}).Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			return nil, fmt.Errorf("login: refresh: %w: %w", tokenError(re), auth.ErrUnauthenticated)
+		}
+		return nil, fmt.Errorf("login: refresh: %w", err)
+	}
+	if tok.AccessToken == "" {
+		return nil, fmt.Errorf("login: refresh: token response without access_token: %w", auth.ErrUnauthenticated)
+	}
+	out := *d
+	out.Identity.Groups = append([]string(nil), d.Identity.Groups...)
+	out.AccessToken = tok.AccessToken
+	out.AccessExpiry = c.accessExpiry(tok)
+	if tok.RefreshToken != "" {
+		out.RefreshToken = tok.RefreshToken
+	}
+	if rawID, _ := tok.Extra("id_token").(string); rawID != "" {
+		idt, err := disc.verifier.Verify(ctx, rawID)
+		if err != nil {
+			return nil, fmt.Errorf("login: refresh: id token: %w: %w", err, auth.ErrUnauthenticated)
+		}
+		if idt.Issuer != d.Identity.Issuer || idt.Subject != d.Identity.Subject {
+			return nil, fmt.Errorf("login: refresh: id token is for another subject or issuer: %w", auth.ErrUnauthenticated)
+		}
+		if idt.AccessTokenHash != "" {
+			if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+				return nil, fmt.Errorf("login: refresh: %w: %w", err, auth.ErrUnauthenticated)
+			}
+		}
+		var claims map[string]any
+		if err := idt.Claims(&claims); err != nil {
+			return nil, fmt.Errorf("login: refresh: id token claims: %w: %w", err, auth.ErrUnauthenticated)
+		}
+		id := c.IdentityFromClaims(claims)
+		id.Expiry, id.Method = d.Identity.Expiry, d.Identity.Method
+		out.Identity = id
+		out.IDToken = rawID
+	}
+	out.Identity.AccessToken = auth.Secret(out.AccessToken)
+	out.Identity.IDToken = auth.Secret(out.IDToken)
+	return &out, nil
+}
+
+// SignOut handles GET and POST /oauth2/sign_out?rd=. It clears the
+// Portcullis session, then:
+//   - with the built-in issuer (EndIssuerSession set) ends its login session
+//     too and redirects to the cleaned rd;
+//   - with an issuer that has end_session_endpoint, redirects there with
+//     id_token_hint, client_id and post_logout_redirect_uri={public_url}/
+//     (OpenID Connect RP-Initiated Logout 1.0);
+//   - otherwise redirects to the cleaned rd.
+//
+// Sign-out by GET has no CSRF protection, on purpose: a forged request can
+// only end a session, never create or change one, and a plain link must
+// keep working. The session cookie's SameSite=Lax already stops
+// cross-site POSTs carrying it.
+func (c *Client) SignOut(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	rd := CleanReturnTarget(r.FormValue("rd"), c.allowedHosts)
+	var idToken string
+	if d, err := c.sessions.Load(r); err == nil {
+		idToken = d.IDToken
+	}
+	c.sessions.Clear(w, r)
+	if c.endIssuer != nil {
+		c.endIssuer(w, r)
+		http.Redirect(w, r, c.local(rd), http.StatusFound)
+		return
+	}
+	if disc := c.disc.Load(); disc != nil && disc.endSession != "" {
+		if u, err := url.Parse(disc.endSession); err == nil {
+			q := u.Query()
+			if idToken != "" {
+				q.Set("id_token_hint", idToken)
+			}
+			q.Set("client_id", c.clientID)
+			q.Set("post_logout_redirect_uri", c.local("/"))
+			u.RawQuery = q.Encode()
+			http.Redirect(w, r, u.String(), http.StatusFound)
+			return
+		}
+		c.log.WarnContext(r.Context(), "login: sign-out: end_session_endpoint unusable")
+	}
+	http.Redirect(w, r, c.local(rd), http.StatusFound)
+}
