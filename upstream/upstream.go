@@ -286,7 +286,7 @@ func (bp *bufferPool) Put(b []byte) {
 }
 
 var (
-	_ http.Handler         = (*Upstream)(nil)
-	_ httputil.BufferPool  = (*bufferPool)(nil)
-	_ http.RoundTripper    = echoTransport{}
+	_ http.Handler        = (*Upstream)(nil)
+	_ httputil.BufferPool = (*bufferPool)(nil)
+	_ http.RoundTripper   = echoTransport{}
 )
