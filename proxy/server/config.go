@@ -71,8 +71,9 @@ type TLSConfig struct {
 
 // ACMEConfig configures certificate issuance from an ACME CA (mode acme).
 type ACMEConfig struct {
-	// Email is the contact address of the ACME account. Default "" (an
-	// account without contact; the CA cannot warn about expiry problems).
+	// Email is the contact address of the ACME account; required (the CA
+	// warns there about expiry problems, and without it certmagic would
+	// prompt on stdin).
 	Email string `yaml:"email"`
 	// Domains are the DNS names the certificate covers; at least one is
 	// required. Wildcards are not supported (they need a DNS challenge).
@@ -190,7 +191,9 @@ func (a ACMEConfig) validate(listen string) []error {
 		}
 		seen[strings.ToLower(d)] = true
 	}
-	if a.Email != "" {
+	if a.Email == "" {
+		add("tls.acme.email: required when tls.mode is acme")
+	} else {
 		if addr, err := mail.ParseAddress(a.Email); err != nil || addr.Address != a.Email {
 			add("tls.acme.email: %q: not a plain email address", a.Email)
 		}
