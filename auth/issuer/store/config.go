@@ -128,7 +128,13 @@ func Open(ctx context.Context, c Config, opts Options) (Store, error) {
 		return nil, fmt.Errorf("store: invalid config: %w", err)
 	}
 	switch c.Type {
-	case TypeBolt, TypeRedis:
+	case TypeBolt:
+		b, err := OpenBolt(c.Path, opts)
+		if err != nil {
+			return nil, err // not b: a nil *Bolt in a Store is not a nil Store
+		}
+		return b, nil
+	case TypeRedis:
 		return nil, fmt.Errorf("store: type %q: not implemented yet", c.Type)
 	default:
 		return NewMemory(opts), nil

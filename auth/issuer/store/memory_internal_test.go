@@ -9,11 +9,23 @@ import (
 // TestMemorySweep drives the background sweep with a hand-made tick: the
 // second send is received only after the first sweep has finished.
 func TestMemorySweep(t *testing.T) {
-	ctx := t.Context()
-	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := base.Add(time.Hour)
 	tick := make(chan time.Time)
-	m := newMemory(Options{Now: func() time.Time { return clock }}, tick, nil)
+	m := newMemory(Options{Now: func() time.Time { return sweepClock }}, tick, nil)
+	testSweep(t, m, tick)
+	if len(m.families) != 0 {
+		t.Errorf("families after sweep = %v, want none", m.families)
+	}
+}
+
+var (
+	sweepBase  = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	sweepClock = sweepBase.Add(time.Hour)
+)
+
+// testSweep fills m, sweeps at sweepClock through tick and closes m.
+func testSweep(t *testing.T, m Store, tick chan time.Time) {
+	ctx := t.Context()
+	base, clock := sweepBase, sweepClock
 
 	must := func(err error) {
 		t.Helper()
@@ -56,9 +68,6 @@ func TestMemorySweep(t *testing.T) {
 	}
 	if th, _ := m.GetThrottle(ctx, "user:a", base, time.Minute); th.Failures != 0 {
 		t.Errorf("GetThrottle(user:a) after sweep = %+v, want zero", th)
-	}
-	if len(m.families) != 0 {
-		t.Errorf("families after sweep = %v, want none", m.families)
 	}
 	if keys, _ := m.ListKeys(ctx); len(keys) != 1 {
 		t.Errorf("ListKeys() after sweep = %d keys, want 1 (keys are never swept)", len(keys))
