@@ -111,7 +111,7 @@ func TestNewErrors(t *testing.T) {
 	u, err := New(Config{Name: "a", URL: "http://h", Forward: []string{"assertion"}}, Options{
 		Assert: func(context.Context, *auth.Identity, string) (string, error) { return "x", nil },
 	})
-	if err != nil || u.Name() != "a" {
+	if err != nil || u.Name() != "a" || u.Forward() != ForwardAssertion {
 		t.Errorf("New(assertion with signer) = %v, %v; want Name() a", u, err)
 	}
 }

@@ -190,6 +190,10 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 // Name returns the upstream's configured name.
 func (u *Upstream) Name() string { return u.name }
 
+// Forward returns the identity fields this upstream is sent, so that a
+// forward-auth answer for its route can send the same ones.
+func (u *Upstream) Forward() Forward { return u.forward }
+
 type assertionKey struct{}
 
 // ServeHTTP forwards r: its path (already canonical) under the URL's base
