@@ -493,13 +493,17 @@ func TestCallbackFailures(t *testing.T) {
 			wantStatus: http.StatusBadRequest, wantText: "did not accept the sign-in code",
 		},
 		{
-			name:       "bad nonce",
-			setup:      func(e *env) { e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { c["nonce"] = "other" } }) },
+			name: "bad nonce",
+			setup: func(e *env) {
+				e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { c["nonce"] = "other" } })
+			},
 			wantStatus: http.StatusUnauthorized, wantText: "could not be verified",
 		},
 		{
-			name:       "no nonce",
-			setup:      func(e *env) { e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { delete(c, "nonce") } }) },
+			name: "no nonce",
+			setup: func(e *env) {
+				e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { delete(c, "nonce") } })
+			},
 			wantStatus: http.StatusUnauthorized, wantText: "could not be verified",
 		},
 		{
@@ -512,13 +516,17 @@ func TestCallbackFailures(t *testing.T) {
 			wantStatus: http.StatusUnauthorized, wantText: "could not be verified",
 		},
 		{
-			name:       "wrong iss",
-			setup:      func(e *env) { e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { c["iss"] = "https://evil.example" } }) },
+			name: "wrong iss",
+			setup: func(e *env) {
+				e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { c["iss"] = "https://evil.example" } })
+			},
 			wantStatus: http.StatusUnauthorized, wantText: "could not be verified",
 		},
 		{
-			name:       "wrong aud",
-			setup:      func(e *env) { e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { c["aud"] = "another-client" } }) },
+			name: "wrong aud",
+			setup: func(e *env) {
+				e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { c["aud"] = "another-client" } })
+			},
 			wantStatus: http.StatusUnauthorized, wantText: "could not be verified",
 		},
 		{
@@ -539,8 +547,10 @@ func TestCallbackFailures(t *testing.T) {
 			wantStatus: http.StatusUnauthorized, wantText: "could not be verified",
 		},
 		{
-			name:       "wrong at_hash",
-			setup:      func(e *env) { e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { c["at_hash"] = "AAAAAAAAAAAAAAAAAAAAAA" } }) },
+			name: "wrong at_hash",
+			setup: func(e *env) {
+				e.op.set(func(op *testOP) { op.mutateID = func(c map[string]any) { c["at_hash"] = "AAAAAAAAAAAAAAAAAAAAAA" } })
+			},
 			wantStatus: http.StatusUnauthorized, wantText: "could not be verified",
 		},
 		{
