@@ -1,0 +1,79 @@
+package issuer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
+)
+
+// Sign-in throttling, shared by the login form and the password grant.
+const (
+	failWindow   = 15 * time.Minute
+	userFailures = 5
+	ipFailures   = 20
+	// failBaseDelay is the wait after the limit is reached; it doubles with
+	// every further failure, and the window's end caps it, so the real user
+	// is slowed but never locked out for good.
+	failBaseDelay = 2 * time.Second
+)
+
+// throttledError means the attempt was refused without checking the
+// password.
+type throttledError struct{ retryAfter time.Duration }
+
+func (e *throttledError) Error() string {
+	return fmt.Sprintf("issuer: too many failed sign-ins; retry after %s", e.retryAfter)
+}
+
+func userKey(username string) string { return "user:" + username }
+func ipKey(ip string) string         { return "ip:" + ip }
+
+// throttleWait returns how long the caller must wait before a sign-in for
+// username from ip is checked at all; 0 means go ahead.
+func (i *Issuer) throttleWait(ctx context.Context, username, ip string) (time.Duration, error) {
+	now := i.now()
+	var wait time.Duration
+	for _, k := range []struct {
+		key   string
+		limit int
+	}{{userKey(username), userFailures}, {ipKey(ip), ipFailures}} {
+		t, err := i.st.GetThrottle(ctx, k.key, now, failWindow)
+		if err != nil {
+			return 0, fmt.Errorf("issuer: reading throttle: %w", err)
+		}
+		wait = max(wait, delayFor(t, k.limit, now))
+	}
+	return wait, nil
+}
+
+// delayFor is the remaining wait for a counter: none below limit, then
+// failBaseDelay·2^(failures-limit) after the last failure, never past the
+// window's end (when the counter starts over). Refused attempts are not
+// recorded, so they cannot push the end out.
+func delayFor(t store.Throttle, limit int, now time.Time) time.Duration {
+	if t.Failures < limit {
+		return 0
+	}
+	d := failBaseDelay
+	for n := t.Failures - limit; n > 0 && d < failWindow; n-- {
+		d *= 2
+	}
+	until := t.Last.Add(min(d, failWindow))
+	if end := t.First.Add(failWindow); until.After(end) {
+		until = end
+	}
+	return until.Sub(now)
+}
+
+// recordFailure counts a failed sign-in against the username and the IP.
+func (i *Issuer) recordFailure(ctx context.Context, username, ip string) error {
+	now := i.now()
+	for _, k := range []string{userKey(username), ipKey(ip)} {
+		if _, err := i.st.RecordFailure(ctx, k, now, failWindow); err != nil {
+			return fmt.Errorf("issuer: recording failed sign-in: %w", err)
+		}
+	}
+	return nil
+}
