@@ -59,6 +59,8 @@ type Server struct {
 	tlsCur          atomic.Pointer[tls.Config]
 	shutdownTimeout atomic.Int64
 	draining        atomic.Bool
+	// addrs is readable while Start waits for ACME with mu held.
+	addrs atomic.Pointer[listenAddrs]
 
 	mu         sync.Mutex
 	cfg        Config // with defaults; the settings in effect
@@ -70,9 +72,7 @@ type Server struct {
 	stopped    bool
 	servers    []*http.Server // main first, then the acme http listener, metrics last
 	mainSrv    *http.Server
-	mainLn     net.Listener
-	metricsLn  net.Listener
-	httpLn     net.Listener
+	hasMetrics bool
 	serveErr   chan error
 	serving    sync.WaitGroup
 
@@ -151,7 +151,8 @@ func (s *Server) prepareTLS(cfg Config) (*tls.Config, *fileCert, error) {
 // acme mode the challenge listener and the main listener serve first (the CA
 // reaches them during validation), then Start blocks in certmagic's
 // ManageSync until every domain has a certificate, and fails if one cannot
-// be obtained; ctx bounds that wait.
+// be obtained; ctx bounds that wait (Addr already answers meanwhile;
+// Shutdown waits for Start to return, so cancel ctx to abort it).
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -217,7 +218,8 @@ func (s *Server) Start(ctx context.Context) error {
 	if metricsSrv != nil {
 		s.servers = append(s.servers, metricsSrv)
 	}
-	s.mainLn, s.metricsLn, s.httpLn = mainLn, metricsLn, httpLn
+	s.hasMetrics = metricsLn != nil
+	s.addrs.Store(&listenAddrs{main: mainLn.Addr(), metrics: lnAddr(metricsLn), http: lnAddr(httpLn)})
 	s.started = true
 
 	s.log.Info("listening", "addr", mainLn.Addr().String(), "tls", cfg.TLS.Mode)
@@ -233,6 +235,7 @@ func (s *Server) Start(ctx context.Context) error {
 			acme.stop()
 			s.serving.Wait()
 			s.stopped = true
+			s.addrs.Store(nil)
 			return err
 		}
 		s.acme = acme
@@ -290,22 +293,38 @@ func (s *Server) serve(srv *http.Server, ln net.Listener, useTLS bool) {
 	}()
 }
 
+type listenAddrs struct{ main, metrics, http net.Addr }
+
+// lnAddr avoids a typed-nil net.Addr for a listener that is not configured.
+func lnAddr(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
+
 // Addr is the main listener's address, nil before Start.
-func (s *Server) Addr() net.Addr { return s.addr(func() net.Listener { return s.mainLn }) }
+func (s *Server) Addr() net.Addr {
+	if a := s.addrs.Load(); a != nil {
+		return a.main
+	}
+	return nil
+}
 
 // MetricsAddr is the operations listener's address, nil before Start or when
 // metrics_listen is empty.
-func (s *Server) MetricsAddr() net.Addr { return s.addr(func() net.Listener { return s.metricsLn }) }
+func (s *Server) MetricsAddr() net.Addr {
+	if a := s.addrs.Load(); a != nil {
+		return a.metrics
+	}
+	return nil
+}
 
 // HTTPAddr is the ACME challenge/redirect listener's address, nil before
 // Start or outside acme mode.
-func (s *Server) HTTPAddr() net.Addr { return s.addr(func() net.Listener { return s.httpLn }) }
-
-func (s *Server) addr(ln func() net.Listener) net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if l := ln(); l != nil {
-		return l.Addr()
+func (s *Server) HTTPAddr() net.Addr {
+	if a := s.addrs.Load(); a != nil {
+		return a.http
 	}
 	return nil
 }
@@ -323,7 +342,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.stopped = true
-	servers, acme, hasMetrics := s.servers, s.acme, s.metricsLn != nil
+	servers, acme, hasMetrics := s.servers, s.acme, s.hasMetrics
 	s.mu.Unlock()
 
 	s.draining.Store(true)

@@ -583,3 +583,24 @@ func TestHandshakeErrorsLogAtDebug(t *testing.T) {
 		}
 	}
 }
+
+func TestReloadACME(t *testing.T) {
+	cfg := Config{Listen: "127.0.0.1:0", TLS: TLSConfig{Mode: ModeACME, ACME: ACMEConfig{
+		Email: "ops@portcullis.test", Domains: []string{"a.portcullis.test"}, Storage: t.TempDir(),
+	}}}
+	s, err := New(cfg, protoHandler(), Options{})
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	if err := s.Reload(cfg); err != nil {
+		t.Errorf("Reload(same acme config) = %v, want nil", err)
+	}
+	next := cfg
+	next.TLS.ACME.Domains = []string{"a.portcullis.test", "b.portcullis.test"}
+	if err := s.Reload(next); !errors.Is(err, ErrRestartRequired) || !strings.Contains(err.Error(), "tls.acme changed") {
+		t.Errorf("Reload(new acme domains) = %v, want ErrRestartRequired naming tls.acme", err)
+	}
+	if err := s.Reload(Config{Listen: cfg.Listen, TLS: TLSConfig{Mode: ModeSelfSigned}}); !errors.Is(err, ErrRestartRequired) {
+		t.Errorf("Reload(acme to self-signed) = %v, want ErrRestartRequired", err)
+	}
+}
