@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,10 +88,6 @@ type Issuer struct {
 	tmpl *template.Template
 	mux  *http.ServeMux
 
-	// dummyHash is compared against when a username is unknown, so that a
-	// wrong username costs as much as a wrong password.
-	dummyHash []byte
-
 	reloadMu sync.Mutex
 	state    atomic.Pointer[state]
 }
@@ -102,6 +99,10 @@ type state struct {
 	clients   map[string]*client
 	users     *userDir
 	discovery []byte
+	// dummyHash is compared against when a username is unknown, so that a
+	// wrong username costs as much as a wrong password (same bcrypt cost
+	// as the configured users).
+	dummyHash []byte
 }
 
 // client is a ClientConfig with defaults applied and its secret loaded.
@@ -169,10 +170,6 @@ func New(ctx context.Context, cfg Config, opts Options) (*Issuer, error) {
 		i.cookiePath = "/"
 	}
 
-	i.dummyHash, err = bcrypt.GenerateFromPassword([]byte(randomToken()), bcrypt.DefaultCost)
-	if err != nil {
-		return nil, fmt.Errorf("issuer: making dummy hash: %w", err)
-	}
 	if i.tmpl, err = parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -246,6 +243,16 @@ func (i *Issuer) buildState(cfg Config) (*state, error) {
 		return nil, err
 	}
 	s.users = users
+	cost := bcrypt.DefaultCost
+	for _, u := range append(slices.Clone(cfg.Users), users.fileUsers()...) {
+		if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err == nil {
+			cost = c
+			break
+		}
+	}
+	if s.dummyHash, err = bcrypt.GenerateFromPassword([]byte(randomToken()), cost); err != nil {
+		return nil, fmt.Errorf("issuer: making dummy hash: %w", err)
+	}
 	if s.discovery, err = i.discoveryJSON(s); err != nil {
 		return nil, err
 	}

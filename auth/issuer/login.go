@@ -231,7 +231,7 @@ func (i *Issuer) authenticateUser(ctx context.Context, s *state, username, passw
 		return nil, &throttledError{retryAfter: wait}
 	}
 	u, ok := s.users.lookup(ctx, username)
-	hash := i.dummyHash
+	hash := s.dummyHash
 	if ok {
 		hash = []byte(u.PasswordHash)
 	}

@@ -120,3 +120,14 @@ func (d *userDir) lookup(ctx context.Context, name string) (*UserConfig, bool) {
 	u, ok := d.fromFile[name]
 	return u, ok
 }
+
+// fileUsers returns the users currently loaded from users_file.
+func (d *userDir) fileUsers() []UserConfig {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]UserConfig, 0, len(d.fromFile))
+	for _, u := range d.fromFile {
+		out = append(out, *u)
+	}
+	return out
+}
