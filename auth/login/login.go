@@ -216,7 +216,8 @@ type Client struct {
 
 	errorPage *template.Template
 
-	disc atomic.Pointer[discovered]
+	disc    atomic.Pointer[discovered]
+	flights flights
 }
 
 // discovered is everything learned from the issuer's metadata; it is

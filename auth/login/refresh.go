@@ -2,10 +2,13 @@ package login
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -35,6 +38,85 @@ func (c *Client) Refresh(ctx context.Context, d *session.Data) (*session.Data, e
 	if d == nil || d.RefreshToken == "" {
 		return nil, fmt.Errorf("login: refresh: no refresh token: %w", auth.ErrUnauthenticated)
 	}
+	f, leader := c.flights.join(d.RefreshToken, c.now())
+	if leader {
+		// The shared refresh must not die with the first caller's request.
+		res, err := c.refresh(context.WithoutCancel(ctx), disc, d)
+		c.flights.finish(d.RefreshToken, f, res, err, c.now())
+	}
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("login: refresh: %w", ctx.Err())
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	return cloneData(f.res), nil
+}
+
+func cloneData(d *session.Data) *session.Data {
+	out := *d
+	out.Identity.Groups = append([]string(nil), d.Identity.Groups...)
+	return &out
+}
+
+// refreshGrace is how long the result of a refresh is handed to callers
+// still presenting the old refresh token: parallel requests of one browser
+// carry the old cookie until the new one arrives, and issuers that rotate
+// refresh tokens (the built-in one, RFC 9700 §4.14.2) revoke the whole
+// grant when a rotated-out token is replayed.
+const refreshGrace = 30 * time.Second
+
+// flights de-duplicates refreshes of the same refresh token within this
+// process. Keys are SHA-256 hashes so the map holds no usable token.
+type flights struct {
+	mu sync.Mutex
+	m  map[[32]byte]*flight
+}
+
+type flight struct {
+	done     chan struct{}
+	res      *session.Data
+	err      error
+	finished time.Time
+}
+
+// join returns the flight for token and whether the caller must run it.
+func (fs *flights) join(token string, now time.Time) (*flight, bool) {
+	key := sha256.Sum256([]byte(token))
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for k, f := range fs.m {
+		if !f.finished.IsZero() && now.Sub(f.finished) > refreshGrace {
+			delete(fs.m, k)
+		}
+	}
+	if f, ok := fs.m[key]; ok {
+		return f, false
+	}
+	if fs.m == nil {
+		fs.m = map[[32]byte]*flight{}
+	}
+	f := &flight{done: make(chan struct{})}
+	fs.m[key] = f
+	return f, true
+}
+
+// finish publishes a flight's result. A failed refresh is forgotten at
+// once, so the next request tries again; a successful one is kept for
+// refreshGrace.
+func (fs *flights) finish(token string, f *flight, res *session.Data, err error, now time.Time) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f.res, f.err, f.finished = res, err, now
+	if err != nil {
+		delete(fs.m, sha256.Sum256([]byte(token)))
+	}
+	close(f.done)
+}
+
+func (c *Client) refresh(ctx context.Context, disc *discovered, d *session.Data) (*session.Data, error) {
 	ctx = c.ctx(ctx)
 	tok, err := disc.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: d.RefreshToken}).Token()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,12 +73,60 @@ func TestRefresh(t *testing.T) {
 		if d.AccessToken != before.AccessToken || d.Identity.Email != before.Identity.Email {
 			t.Errorf("Refresh modified its input")
 		}
-		// The rotated-out refresh token is dead at the OP; the new one works.
+		// Within the grace window the old token gets the same answer, with no
+		// second request to the OP (which would revoke a rotated grant).
+		again, err := e.client.Refresh(t.Context(), d)
+		if err != nil || again.AccessToken != got.AccessToken || again.RefreshToken != got.RefreshToken {
+			t.Errorf("Refresh with the old token within the grace window = %v, want the first result", err)
+		}
+		// After it, the rotated-out refresh token is dead at the OP.
+		e.clock.Add(refreshGrace + time.Second)
 		if _, err := e.client.Refresh(t.Context(), d); !errors.Is(err, auth.ErrUnauthenticated) {
 			t.Errorf("Refresh with rotated-out token = %v, want ErrUnauthenticated", err)
 		}
 		if _, err := e.client.Refresh(t.Context(), got); err != nil {
 			t.Errorf("Refresh with the new token: %v", err)
+		}
+	})
+	t.Run("parallel refreshes share one grant", func(t *testing.T) {
+		e := newEnv(t, nil)
+		_, d := e.signIn()
+		e.op.set(func(op *testOP) { op.tokenRequests = 0 })
+		const n = 8
+		results := make(chan *session.Data, n)
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				r, err := e.client.Refresh(t.Context(), d)
+				results <- r
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(results)
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("parallel Refresh: %v", err)
+			}
+		}
+		var first string
+		for r := range results {
+			if r == nil {
+				continue
+			}
+			if first == "" {
+				first = r.AccessToken
+			}
+			if r.AccessToken != first {
+				t.Errorf("parallel Refresh results differ")
+			}
+		}
+		e.op.mu.Lock()
+		defer e.op.mu.Unlock()
+		if e.op.tokenRequests != 1 {
+			t.Errorf("OP saw %d refresh requests, want 1", e.op.tokenRequests)
 		}
 	})
 	t.Run("no id token keeps claims", func(t *testing.T) {
