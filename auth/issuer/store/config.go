@@ -135,7 +135,11 @@ func Open(ctx context.Context, c Config, opts Options) (Store, error) {
 		}
 		return b, nil
 	case TypeRedis:
-		return nil, fmt.Errorf("store: type %q: not implemented yet", c.Type)
+		r, err := OpenRedis(ctx, c.URL, c.KeyPrefix, opts)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
 	default:
 		return NewMemory(opts), nil
 	}
