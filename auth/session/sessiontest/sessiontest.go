@@ -403,15 +403,16 @@ func (s suite) testChunked(t *testing.T) {
 	}
 
 	// A smaller session replaces the big one completely: the browser keeps
-	// exactly the cookies a fresh small session would have.
-	small := sampleData("bob", 1)
-	h.save(small)
-	fresh := live(saveCookies(t, m, sampleData("bob", 1)))
-	if got, want := cookieNames(h.sessionCookies()), cookieNames(fresh); !slices.Equal(got, want) {
-		t.Errorf("cookies after shrinking = %v, want %v (left-over chunks must be expired)", got, want)
-	}
-	if got := h.load(); got == nil || len(got.Identity.Groups) != 1 {
-		t.Errorf("Load() after shrinking = %v, want the small session", got)
+	// exactly the cookies a fresh session of that size would have.
+	for _, groups := range []int{120, 1} {
+		h.save(sampleData("bob", groups))
+		fresh := live(saveCookies(t, m, sampleData("bob", groups)))
+		if got, want := cookieNames(h.sessionCookies()), cookieNames(fresh); !slices.Equal(got, want) {
+			t.Errorf("cookies after shrinking to %d groups = %v, want %v (left-over chunks must be expired)", groups, got, want)
+		}
+		if got := h.load(); got == nil || len(got.Identity.Groups) != groups {
+			t.Errorf("Load() after shrinking = %v, want the session with %d groups", got, groups)
+		}
 	}
 }
 
