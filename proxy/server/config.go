@@ -30,12 +30,19 @@ const (
 
 // Defaults applied by [New] to zero-valued fields.
 const (
-	DefaultListen            = ":4180"
-	DefaultACMEHTTPListen    = ":80"
-	DefaultACMECA            = "https://acme-v02.api.letsencrypt.org/directory"
+	// DefaultListen is the default of Config.Listen.
+	DefaultListen = ":4180"
+	// DefaultACMEHTTPListen is the default of ACMEConfig.HTTPListen; HTTP-01
+	// validation always arrives on port 80.
+	DefaultACMEHTTPListen = ":80"
+	// DefaultACMECA is the default of ACMEConfig.CA: Let's Encrypt production.
+	DefaultACMECA = "https://acme-v02.api.letsencrypt.org/directory"
+	// DefaultReadHeaderTimeout is the default of TimeoutsConfig.ReadHeader.
 	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultIdleTimeout       = 120 * time.Second
-	DefaultShutdownTimeout   = 30 * time.Second
+	// DefaultIdleTimeout is the default of TimeoutsConfig.Idle.
+	DefaultIdleTimeout = 120 * time.Second
+	// DefaultShutdownTimeout is the default of TimeoutsConfig.Shutdown.
+	DefaultShutdownTimeout = 30 * time.Second
 )
 
 // Config is the listener part of the `server:` section. It is plain data; the
