@@ -58,8 +58,7 @@ func (c *Client) Redirect(w http.ResponseWriter, r *http.Request, rd string) {
 	noStore(w)
 	d := c.disc.Load()
 	if d == nil {
-		c.page(w, http.StatusServiceUnavailable, "Sign-in is not available yet",
-			"sign-in is not available yet: Portcullis is still contacting the identity provider. Please try again in a moment.", "")
+		c.notReady(w, "")
 		return
 	}
 	// rand.Text is 26 base32 characters (130 bits) from crypto/rand.
@@ -85,8 +84,10 @@ func (c *Client) Redirect(w http.ResponseWriter, r *http.Request, rd string) {
 	http.Redirect(w, r, u, http.StatusFound)
 }
 
-// prunePending expires the oldest pending cookies on r so that, with the one
-// about to be set, at most maxPending remain. Unreadable ones count as oldest.
+// prunePending expires unreadable pending cookies on r and the oldest
+// readable ones, so that with the one about to be set at most maxPending
+// remain. It only sees cookies sent to r's path, which is why the gate
+// should send browsers through /oauth2/start.
 func (c *Client) prunePending(w http.ResponseWriter, r *http.Request) {
 	type seen struct {
 		name    string
@@ -100,7 +101,9 @@ func (c *Client) prunePending(w http.ResponseWriter, r *http.Request) {
 		}
 		var p pending
 		if err := c.sessions.Open(ck.Name, ck.Value, &p, pendingTTL); err != nil {
-			p.Created = 0
+			// Expired, forged or sealed with a retired key: useless.
+			http.SetCookie(w, c.pendingCookie(ck.Name, "", -1))
+			continue
 		}
 		all = append(all, seen{ck.Name, p.Created})
 	}
@@ -174,8 +177,7 @@ func (c *Client) Callback(w http.ResponseWriter, r *http.Request) {
 
 	d := c.disc.Load()
 	if d == nil {
-		c.page(w, http.StatusServiceUnavailable, "Sign-in is not available yet",
-			"sign-in is not available yet: Portcullis is still contacting the identity provider. Please try again in a moment.", retry)
+		c.notReady(w, retry)
 		return
 	}
 	if q.Has("error") {
@@ -373,6 +375,13 @@ func (c *Client) retryURL(rd string) string {
 		u += "?rd=" + url.QueryEscape(rd)
 	}
 	return u
+}
+
+// notReady answers 503 until discovery has succeeded.
+func (c *Client) notReady(w http.ResponseWriter, retry string) {
+	w.Header().Set("Retry-After", "5")
+	c.page(w, http.StatusServiceUnavailable, "Sign-in is not available yet",
+		"sign-in is not available yet: Portcullis is still contacting the identity provider. Please try again in a moment.", retry)
 }
 
 func noStore(w http.ResponseWriter) {

@@ -169,9 +169,9 @@ func isLoopback(host string) bool {
 // Options are what the command wires in besides the config.
 type Options struct {
 	// PublicURL is Portcullis's external base URL (server.public_url);
-	// required. The redirect_uri is PublicURL + "/oauth2/callback", and every
-	// redirect this package builds starts from it, never from the request's
-	// Host.
+	// required. Only its scheme and host are used: the redirect_uri is
+	// {scheme}://{host}/oauth2/callback, and every redirect this package
+	// builds starts from it, never from the request's Host.
 	PublicURL *url.URL
 	// IssuerURL is the built-in issuer's URL; required when Config.Issuer is
 	// "builtin", ignored otherwise.
@@ -279,12 +279,10 @@ func New(cfg Config, opts Options) (*Client, error) {
 		c.scopes = []string{oidc.ScopeOpenID, oidc.ScopeEmail, oidc.ScopeProfile}
 	}
 	c.scopes = slices.Clone(c.scopes)
-	pu := *opts.PublicURL
-	pu.Path = strings.TrimSuffix(pu.Path, "/")
-	pu.RawPath, pu.RawQuery, pu.Fragment = "", "", ""
-	c.publicURL = &pu
-	c.redirectURI = pu.String() + PathCallback
-	c.allowedHosts = append([]string{pu.Host}, opts.AllowedHosts...)
+	// Only the origin counts: the control routes live at /oauth2/ on it.
+	c.publicURL = &url.URL{Scheme: opts.PublicURL.Scheme, Host: opts.PublicURL.Host}
+	c.redirectURI = c.publicURL.String() + PathCallback
+	c.allowedHosts = append([]string{c.publicURL.Host}, opts.AllowedHosts...)
 	if c.httpClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		c.httpClient = &http.Client{Transport: tr, Timeout: 30 * time.Second}

@@ -664,3 +664,21 @@ func TestUserInfoFillsGroups(t *testing.T) {
 		t.Errorf("destination saw %q, want no groups from a userinfo of another sub", body)
 	}
 }
+
+func TestPendingCookieGarbageExpired(t *testing.T) {
+	e := newEnv(t, nil)
+	b := newBrowser(t)
+	cu := *e.public
+	cu.Path = "/oauth2/"
+	b.jar.SetCookies(&cu, []*http.Cookie{{Name: "_portcullis_login_GARBAGE234", Value: "not-sealed", Path: "/oauth2/"}})
+	resp, _ := b.get(e.front.URL + PathStart + "?rd=/x")
+	expired := false
+	for _, c := range resp.Cookies() {
+		if c.Name == "_portcullis_login_GARBAGE234" && c.MaxAge < 0 {
+			expired = true
+		}
+	}
+	if !expired {
+		t.Errorf("start did not expire an unreadable pending cookie; Set-Cookie: %v", resp.Header["Set-Cookie"])
+	}
+}
