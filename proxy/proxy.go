@@ -1,0 +1,433 @@
+// Package proxy is Portcullis's front door: it canonicalises each request's
+// path, matches it to a route, decides who the caller is (session cookie,
+// else bearer token), applies the route's policy, and hands allowed requests
+// to the route's upstream. It also serves Portcullis's own /oauth2/ routes
+// (sign-in, callback, sign-out, forward-auth, userinfo, health) and mounts
+// the built-in issuer.
+//
+// A Handler is immutable once built; a configuration reload builds a new one
+// and swaps it in, so handlers need no locks.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/auth"
+	"github.com/portcullis-proxy/portcullis/auth/issuer"
+	"github.com/portcullis-proxy/portcullis/auth/login"
+	"github.com/portcullis-proxy/portcullis/auth/policy"
+	"github.com/portcullis-proxy/portcullis/auth/session"
+	"github.com/portcullis-proxy/portcullis/upstream"
+)
+
+// Control route paths served by Portcullis itself.
+const (
+	pathPrefix   = "/oauth2/"
+	pathStart    = "/oauth2/start"
+	pathCallback = "/oauth2/callback"
+	pathSignOut  = "/oauth2/sign_out"
+	pathAuth     = "/oauth2/auth"
+	pathUserinfo = "/oauth2/userinfo"
+	pathHealthz  = "/oauth2/healthz"
+	pathReadyz   = "/oauth2/readyz"
+)
+
+// BearerVerifier turns a bearer token into an identity, checking that its
+// audience is one of audiences. Errors mean "invalid token" (401).
+type BearerVerifier interface {
+	VerifyBearer(ctx context.Context, raw string, audiences []string) (*auth.Identity, error)
+}
+
+// Options are the long-lived parts a Handler is built from; the command
+// keeps them across reloads.
+type Options struct {
+	// Sessions loads and saves the session cookie. Required.
+	Sessions *session.Manager
+	// Login runs the sign-in flow against the login issuer. Required.
+	Login *login.Client
+	// Issuer is the built-in issuer, mounted at its paths; nil when it is
+	// not configured.
+	Issuer *issuer.Issuer
+	// Bearer verifies bearer tokens on routes with bearer: true; nil means
+	// such routes refuse every bearer token.
+	Bearer BearerVerifier
+	// BearerAudience is the audience every bearer token may carry
+	// (login.client_id for an external issuer, public_url for the built-in one).
+	BearerAudience string
+	// Transport is shared by every upstream (keep-alive pool); nil → upstream.NewTransport.
+	Transport http.RoundTripper
+	// Assert signs X-Portcullis-Assertion for routes that forward it.
+	Assert func(ctx context.Context, id *auth.Identity, audience string) (string, error)
+	// Logger receives access lines and errors; nil discards.
+	Logger *slog.Logger
+}
+
+// Handler is the front door. Build it with New.
+type Handler struct {
+	publicURL   *url.URL
+	publicHost  string
+	trusted     []netip.Prefix
+	routes      *table
+	sessions    *session.Manager
+	login       *login.Client
+	issuer      *issuer.Issuer
+	issuerHost  string // "" when the issuer shares the public host
+	issuerPaths []string
+	bearer      BearerVerifier
+	bearerAud   string
+	control     *http.ServeMux
+	log         *slog.Logger
+}
+
+// New compiles cfg into a Handler.
+func New(cfg Config, opts Options) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Sessions == nil || opts.Login == nil {
+		return nil, errors.New("proxy: Options.Sessions and Options.Login are required")
+	}
+	pub, _ := parsePublicURL(cfg.PublicURL)
+	h := &Handler{
+		publicURL:  pub,
+		publicHost: normalizeHost(pub.Host),
+		sessions:   opts.Sessions,
+		login:      opts.Login,
+		issuer:     opts.Issuer,
+		bearer:     opts.Bearer,
+		bearerAud:  opts.BearerAudience,
+		log:        opts.Logger,
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	for _, s := range cfg.TrustedProxies {
+		p, _ := parsePrefix(s)
+		h.trusted = append(h.trusted, p)
+	}
+	transport := opts.Transport
+	if transport == nil {
+		transport = upstream.NewTransport(upstream.TransportConfig{})
+	}
+	var routes []*route
+	for i, rc := range cfg.Routes {
+		up, err := upstream.New(rc.Config, upstream.Options{
+			Transport:    transport,
+			Assert:       opts.Assert,
+			TrustedProxy: h.isTrusted,
+			Logger:       h.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("upstreams[%d]: %w", i, err)
+		}
+		fwd, err := upstream.ParseForward(rc.Forward)
+		if err != nil {
+			return nil, fmt.Errorf("upstreams[%d].forward: %w", i, err)
+		}
+		pol, err := policy.New(rc.Allow)
+		if err != nil {
+			return nil, fmt.Errorf("upstreams[%d].allow: %w", i, err)
+		}
+		routes = append(routes, &route{
+			name:            rc.Name,
+			host:            normalizeHost(rc.Host),
+			path:            orDefault(rc.Path, "/"),
+			public:          rc.Public,
+			policy:          pol,
+			bearer:          rc.Bearer,
+			bearerAudiences: rc.BearerAudiences,
+			forward:         fwd,
+			upstream:        up,
+		})
+	}
+	h.routes = newTable(routes)
+	if h.issuer != nil {
+		iu, err := url.Parse(h.issuer.URL())
+		if err != nil {
+			return nil, fmt.Errorf("proxy: issuer url: %w", err)
+		}
+		if ih := normalizeHost(iu.Host); ih != h.publicHost {
+			h.issuerHost = ih
+		}
+		h.issuerPaths = h.issuer.Paths()
+	}
+	h.control = http.NewServeMux()
+	h.control.HandleFunc("GET "+pathStart, h.login.Start)
+	h.control.HandleFunc("GET "+pathCallback, h.login.Callback)
+	h.control.HandleFunc(pathSignOut, h.signOut)
+	h.control.HandleFunc(pathAuth, h.forwardAuth)
+	h.control.HandleFunc("GET "+pathUserinfo, h.userinfo)
+	h.control.HandleFunc("GET "+pathHealthz, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	h.control.HandleFunc("GET "+pathReadyz, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !h.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: the login issuer has not been discovered yet\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return h, nil
+}
+
+// Ready reports whether sign-in can work (issuer discovery succeeded).
+func (h *Handler) Ready() bool { return h.login.Ready() }
+
+// ServeHTTP runs the gate for one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Before anything else: a client can never speak for the gate.
+	upstream.StripIdentityHeaders(r.Header)
+
+	cp, err := canonicalPath(rawPath(r))
+	if err != nil {
+		h.page(w, r, http.StatusBadRequest, "Bad request", "The address of this request is malformed or ambiguous, so it was refused.")
+		return
+	}
+	setPath(r, cp)
+	host := normalizeHost(r.Host)
+
+	if h.isIssuerPath(host, cp) {
+		h.issuer.Handler().ServeHTTP(w, r)
+		return
+	}
+	if strings.HasPrefix(cp, pathPrefix) || cp == "/oauth2" {
+		h.control.ServeHTTP(w, r)
+		return
+	}
+	rt := h.routes.match(host, cp)
+	if rt == nil {
+		h.page(w, r, http.StatusNotFound, "Not found", "No application is configured at this address.")
+		return
+	}
+	if rt.isPublic(cp) {
+		h.sessions.StripCookies(r)
+		rt.upstream.ServeHTTP(w, r)
+		return
+	}
+	id, err := h.identify(w, r, rt)
+	h.sessions.StripCookies(r)
+	if err != nil {
+		h.refuse(w, r, err)
+		return
+	}
+	if err := rt.policy.Check(id); err != nil {
+		h.refuse(w, r, err)
+		return
+	}
+	rt.upstream.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), id)))
+}
+
+// identify finds who the caller is: the session cookie first, then — on
+// bearer routes — an Authorization: Bearer token. A presented bearer token
+// that fails is ErrInvalidToken (never a sign-in redirect).
+func (h *Handler) identify(w http.ResponseWriter, r *http.Request, rt *route) (*auth.Identity, error) {
+	if id := h.sessionIdentity(r); id != nil {
+		return id, nil
+	}
+	if rt != nil && rt.bearer {
+		if raw, ok := bearerToken(r); ok {
+			return h.verifyBearer(r.Context(), raw, rt)
+		}
+	}
+	return nil, auth.ErrUnauthenticated
+}
+
+// sessionIdentity returns the identity of a valid session cookie, or nil.
+func (h *Handler) sessionIdentity(r *http.Request) *auth.Identity {
+	d, err := h.sessions.Load(r)
+	if err != nil {
+		return nil
+	}
+	id := d.Identity
+	id.Method = auth.MethodSession
+	id.AccessToken = auth.Secret(d.AccessToken)
+	id.IDToken = auth.Secret(d.IDToken)
+	if id.Expiry.IsZero() || (!d.ExpiresAt.IsZero() && d.ExpiresAt.Before(id.Expiry)) {
+		id.Expiry = d.ExpiresAt
+	}
+	return &id
+}
+
+func (h *Handler) verifyBearer(ctx context.Context, raw string, rt *route) (*auth.Identity, error) {
+	if h.bearer == nil {
+		return nil, fmt.Errorf("%w: bearer tokens are not configured", auth.ErrInvalidToken)
+	}
+	auds := rt.bearerAudiences
+	if h.bearerAud != "" {
+		auds = append([]string{h.bearerAud}, auds...)
+	}
+	id, err := h.bearer.VerifyBearer(ctx, raw, auds)
+	if err != nil {
+		h.log.DebugContext(ctx, "bearer token refused", "route", rt.name, "err", err)
+		return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
+	}
+	id.Method = auth.MethodBearer
+	return id, nil
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header.
+func bearerToken(r *http.Request) (string, bool) {
+	v := r.Header.Get("Authorization")
+	if len(v) < 7 || !strings.EqualFold(v[:7], "bearer ") {
+		return "", false
+	}
+	tok := strings.TrimSpace(v[7:])
+	return tok, tok != ""
+}
+
+// refuse answers an authentication or authorisation failure the way the
+// caller can act on it: a browser without credentials is sent to sign in,
+// an API caller gets 401 JSON, a bad bearer token 401 invalid_token, and a
+// refused identity 403.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, auth.ErrForbidden):
+		h.forbidden(w, r, err)
+	case errors.Is(err, auth.ErrInvalidToken):
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "the bearer token is not valid here"})
+	case isBrowser(r):
+		h.login.Redirect(w, r, h.returnTarget(r))
+	default:
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
+	}
+}
+
+func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, err error) {
+	msg := "You are signed in, but this application does not allow your account."
+	var denied *policy.DeniedError
+	if errors.As(err, &denied) {
+		msg += " It requires " + strings.Join(denied.Missing, " or ") + "."
+	}
+	if isBrowser(r) {
+		h.page(w, r, http.StatusForbidden, "Access denied", msg)
+		return
+	}
+	writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden", "error_description": msg})
+}
+
+// returnTarget is where the user comes back to after signing in: the
+// canonical path and query, made absolute only for a configured route host
+// other than the public one.
+func (h *Handler) returnTarget(r *http.Request) string {
+	rd := r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		rd += "?" + r.URL.RawQuery
+	}
+	if host := normalizeHost(r.Host); host != h.publicHost {
+		for _, rh := range h.routes.hosts() {
+			if rh == host {
+				return h.publicURL.Scheme + "://" + r.Host + rd
+			}
+		}
+	}
+	return rd
+}
+
+// isIssuerPath reports whether the built-in issuer serves this request.
+func (h *Handler) isIssuerPath(host, path string) bool {
+	if h.issuer == nil || (h.issuerHost != "" && host != h.issuerHost) {
+		return false
+	}
+	for _, p := range h.issuerPaths {
+		if pathHasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// isTrusted reports whether the request's direct peer is a trusted proxy.
+func (h *Handler) isTrusted(r *http.Request) bool {
+	if len(h.trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range h.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		h.page(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Sign out with GET or POST.")
+		return
+	}
+	h.login.SignOut(w, r)
+}
+
+// userinfo answers the signed-in identity as JSON (DESIGN.md "Output shapes").
+func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
+	id := h.sessionIdentity(r)
+	if id == nil {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
+		return
+	}
+	groups := id.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"user":               id.User,
+		"email":              id.Email,
+		"groups":             groups,
+		"preferred_username": id.PreferredUsername,
+		"name":               id.Name,
+	})
+}
+
+// rawPath is the request's path as the client sent it (still escaped).
+func rawPath(r *http.Request) string {
+	if u := r.RequestURI; len(u) > 0 && u[0] == '/' {
+		if i := strings.IndexByte(u, '?'); i >= 0 {
+			return u[:i]
+		}
+		return u
+	}
+	return r.URL.EscapedPath()
+}
+
+// setPath makes the request carry exactly the canonical path.
+func setPath(r *http.Request, cp string) {
+	if r.URL.RawPath == cp || (r.URL.RawPath == "" && r.URL.Path == cp) {
+		return
+	}
+	p, err := url.PathUnescape(cp)
+	if err != nil { // cannot happen: canonicalPath validated every escape
+		p = cp
+	}
+	r.URL.Path = p
+	if p == cp {
+		r.URL.RawPath = ""
+	} else {
+		r.URL.RawPath = cp
+	}
+}
+
+// isBrowser: a request is a browser's when it accepts HTML (DESIGN.md).
+func isBrowser(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+var _ http.Handler = (*Handler)(nil)
