@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -324,4 +325,29 @@ func (e *env) active(tok string) bool {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return fmt.Sprint(string(b))
+}
+
+func throttleAt(failures int, first, last time.Time) store.Throttle {
+	return store.Throttle{Failures: failures, First: first, Last: last}
+}
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+// decodeClaims reads a JWT's payload without verifying it (the tests that
+// care verify separately).
+func decodeClaims(t *testing.T, raw string) map[string]any {
+	t.Helper()
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", raw)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
