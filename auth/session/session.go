@@ -383,6 +383,9 @@ func sameSubject(s *sessions.Session, d *Data) bool {
 func (m *Manager) Clear(w http.ResponseWriter, r *http.Request) {
 	s, err := m.store.New(r, m.name)
 	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			m.log.ErrorContext(r.Context(), "session: clear: record not deleted", "err", err)
+		}
 		s = sessions.NewSession(m.store, m.name)
 		s.Options, _ = storeOptions(m.store)
 	}
@@ -440,44 +443,50 @@ func (m *Manager) Close() error {
 // without such cookies is not touched and costs no allocation.
 func (m *Manager) StripCookies(r *http.Request) {
 	hs := r.Header["Cookie"]
-	if len(hs) == 0 {
-		return
-	}
-	kept := hs[:0]
-	for _, h := range hs {
-		if nh, changed := stripCookieHeader(h, m.name); changed {
-			if nh != "" {
-				kept = append(kept, nh)
-			}
-			continue
+	// The header slice may be shared with another request (WithContext
+	// copies share it), so it is replaced, never edited in place.
+	var kept []string
+	for i, h := range hs {
+		nh, changed := stripCookieHeader(h, m.name)
+		if changed && kept == nil {
+			kept = make([]string, i, len(hs))
+			copy(kept, hs[:i])
 		}
-		kept = append(kept, h)
+		if kept != nil && nh != "" {
+			kept = append(kept, nh)
+		}
 	}
-	if len(kept) == 0 {
+	switch {
+	case kept == nil:
+		// Nothing of ours: leave the header as it is.
+	case len(kept) == 0:
 		r.Header.Del("Cookie")
-		return
+	default:
+		r.Header["Cookie"] = kept
 	}
-	r.Header["Cookie"] = kept
 }
 
 // stripCookieHeader drops our cookies from one Cookie header value. A
-// first pass only looks, so the common case (none of ours) allocates nothing.
+// first pass only looks (and sizes the result), so the common case — none
+// of ours — allocates nothing and the other allocates once.
 func stripCookieHeader(h, base string) (string, bool) {
 	if !strings.Contains(h, base) {
 		return h, false
 	}
-	found := false
+	found, size := false, 0
 	for part := range strings.SplitSeq(h, ";") {
-		if isOurs(cookiePartName(part), base) {
+		p := strings.Trim(part, " \t")
+		if isOurs(cookiePartName(p), base) {
 			found = true
-			break
+		} else if p != "" {
+			size += len(p) + 2
 		}
 	}
 	if !found {
 		return h, false
 	}
 	var b strings.Builder
-	b.Grow(len(h))
+	b.Grow(size)
 	for part := range strings.SplitSeq(h, ";") {
 		p := strings.Trim(part, " \t")
 		if p == "" || isOurs(cookiePartName(p), base) {
