@@ -107,7 +107,10 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	return newEnvWith(t, cfg, store.NewMemory(store.Options{}), &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)})
+	clk := &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
+	st := store.NewMemory(store.Options{Now: clk.Now})
+	t.Cleanup(func() { st.Close() })
+	return newEnvWith(t, cfg, st, clk)
 }
 
 func newEnvWith(t *testing.T, cfg Config, st store.Store, clk *clock) *env {

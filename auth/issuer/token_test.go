@@ -243,4 +243,3 @@ func TestIntrospectRevoke(t *testing.T) {
 		t.Error("refresh family (or its access token) active after revoking the refresh token")
 	}
 }
-
