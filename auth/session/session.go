@@ -115,8 +115,9 @@ func (c Config) Validate() error {
 	}
 	if c.Lifetime < 0 {
 		errs = append(errs, fmt.Errorf("lifetime: %q: must not be negative", c.Lifetime))
-	} else if c.Lifetime > 0 && c.Lifetime < time.Minute {
-		errs = append(errs, fmt.Errorf("lifetime: %q: shorter than 1m", c.Lifetime))
+	} else if c.Lifetime > 0 && c.Lifetime < time.Second {
+		// Cookie Max-Age and the sealed timestamps count whole seconds.
+		errs = append(errs, fmt.Errorf("lifetime: %q: shorter than 1s", c.Lifetime))
 	}
 	if c.RefreshAfter < 0 {
 		errs = append(errs, fmt.Errorf("refresh_after: %q: must not be negative", c.RefreshAfter))

@@ -45,7 +45,7 @@ func TestValidate(t *testing.T) {
 			Lifetime: -time.Second, RefreshAfter: -time.Second, SameSite: "Lax", Store: StoreConfig{Type: "memcache"}},
 			[]string{`cookie_name: "bad name"`, "secrets[0]:", `secrets_file: "/f": set either`, `lifetime: "-1s"`,
 				`refresh_after: "-1s"`, `same_site: "Lax": unknown value`, `store.type: "memcache": unknown store type (want cookie or redis)`}},
-		{"tiny lifetime", Config{Lifetime: time.Second}, []string{`lifetime: "1s": shorter than 1m`}},
+		{"tiny lifetime", Config{Lifetime: time.Millisecond}, []string{`lifetime: "1ms": shorter than 1s`}},
 		{"redis without url", Config{Store: StoreConfig{Type: "redis"}}, []string{"store.url: required with type redis"}},
 		{"redis bad scheme", Config{Store: StoreConfig{Type: "redis", URL: "http://u:pw@h"}},
 			[]string{`store.url: "http://u:xxxxx@h": unsupported scheme "http"`}},

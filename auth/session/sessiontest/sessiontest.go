@@ -93,7 +93,16 @@ func (s suite) manager(t *testing.T, clock *Clock, lifetime time.Duration, secre
 	return s.newManager(t, session.Config{Secrets: secrets, Lifetime: lifetime}, session.Options{Now: clock.Now})
 }
 
-// Run runs the conformance suite against the store newManager configures.
+// Run runs the conformance suite against the store newManager configures:
+// a round trip through a real httptest.Server and cookie jar; cookie
+// attributes and the 4 KB per-cookie budget; an 8 KB session split into
+// chunks and joined back, and shrunk without leaving chunks behind;
+// truncated, swapped, tampered, garbage and unknown-key cookies (all
+// ErrNoSession, never a panic); lifetime and ExpiresAt on an injected
+// clock; key rotation and re-sealing; Clear (for a server-side store, also
+// that a copy of the cookie is dead afterwards); that a new sign-in on a
+// browser carrying someone else's cookie gets its own session;
+// StripCookies; Seal/Open with maxAge; and concurrent Loads.
 func Run(t *testing.T, newManager NewManager) {
 	s := suite{newManager: newManager}
 	t.Run("RoundTripOverServer", s.testRoundTrip)
