@@ -19,7 +19,9 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"short secret", func(c *Config) { c.Clients[1].Secret = "short" },
 			"clients[1].secret: shorter than 32 characters (use secret_hash or a longer secret)"},
-		{"http redirect", func(c *Config) { c.Clients[0].RedirectURIs = append(c.Clients[0].RedirectURIs, "x", "http://evil.com/cb") },
+		{"http redirect", func(c *Config) {
+			c.Clients[0].RedirectURIs = append(c.Clients[0].RedirectURIs, "x", "http://evil.com/cb")
+		},
 			`clients[0].redirect_uris[2]: "http://evil.com/cb": http is allowed only for loopback`},
 		{"redirect fragment", func(c *Config) { c.Clients[0].RedirectURIs = []string{"https://a.example/cb#x"} },
 			`clients[0].redirect_uris[0]: "https://a.example/cb#x": must not have a fragment`},
