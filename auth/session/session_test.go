@@ -208,7 +208,7 @@ func TestChunkLayout(t *testing.T) {
 // not as "no session", and that Check sees it.
 func TestLoadStoreUnavailable(t *testing.T) {
 	m, err := New(Config{Secrets: []auth.Secret{auth.Secret(secret(1, 32))},
-		Store: StoreConfig{Type: StoreRedis, URL: "redis://127.0.0.1:1/0"}}, Options{})
+		Store: StoreConfig{Type: StoreRedis, URL: "redis://127.0.0.1:1/0?max_retries=-1"}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
