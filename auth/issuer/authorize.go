@@ -30,7 +30,7 @@ type authRequest struct {
 	Nonce         string   `json:"nonce,omitempty"`
 	CodeChallenge string   `json:"code_challenge,omitempty"`
 	Prompt        []string `json:"prompt,omitempty"`
-	MaxAge        int64    `json:"max_age"` // -1: not requested
+	MaxAge        int64    `json:"max_age"` // -1: not requested; 0 acts as prompt=login (OIDC Core §3.1.2.1)
 
 	// Set once the user has signed in, while consent is pending.
 	Subject   string    `json:"sub,omitempty"`
@@ -199,7 +199,7 @@ func (i *Issuer) continueAuthorize(w http.ResponseWriter, r *http.Request, s *st
 		}
 	}
 	needLogin := user == nil || ar.hasPrompt("login") || ar.hasPrompt("select_account") ||
-		(ar.MaxAge >= 0 && now.Sub(sess.AuthTime) > time.Duration(ar.MaxAge)*time.Second)
+		ar.MaxAge == 0 || (ar.MaxAge > 0 && now.Sub(sess.AuthTime) > time.Duration(ar.MaxAge)*time.Second)
 	if ar.hasPrompt("none") {
 		switch {
 		case needLogin:

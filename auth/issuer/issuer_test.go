@@ -141,3 +141,24 @@ func TestUsersFileAndReload(t *testing.T) {
 		t.Error("a refused Reload changed the running config")
 	}
 }
+
+// TestReloadRevokesRemoved: tokens of a user or client removed by a reload
+// stop verifying at once.
+func TestReloadRevokesRemoved(t *testing.T) {
+	e := newEnv(t, nil)
+	code, verifier := e.codeFor("openid")
+	_, tok := e.postForm(pathToken, "app", appSecret, codeForm(code, verifier))
+	userTok := tok["access_token"].(string)
+	clientTok := e.clientToken()
+	cfg := e.cfg
+	cfg.Users = cfg.Users[1:]     // alice goes
+	cfg.Clients = cfg.Clients[:1] // other goes
+	if err := e.iss.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]string{"removed user": userTok, "removed client": clientTok} {
+		if _, err := e.iss.VerifyAccessToken(t.Context(), tok); err == nil {
+			t.Errorf("VerifyAccessToken(%s) = nil, want an error", name)
+		}
+	}
+}

@@ -245,6 +245,17 @@ func (i *Issuer) verifyAccess(ctx context.Context, raw string, allowExpired bool
 		if err := i.checkNotRevoked(ctx, c.Jti, c.Fid); err != nil {
 			return c, nil, err
 		}
+		// Fail closed when a reload removed the client or the user: their
+		// tokens stop working at once instead of at exp.
+		s := i.state.Load()
+		if _, ok := s.clients[c.ClientID]; !ok {
+			return c, nil, fmt.Errorf("issuer: client %q is no longer registered", c.ClientID)
+		}
+		if c.AuthTime != 0 { // a user's token (client_credentials has no auth_time)
+			if _, ok := s.users.lookup(ctx, c.Sub); !ok {
+				return c, nil, fmt.Errorf("issuer: user %q no longer exists", c.Sub)
+			}
+		}
 	}
 	return c, m, nil
 }
