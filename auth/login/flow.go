@@ -28,8 +28,11 @@ const (
 	// maxPending caps the pending-sign-in cookies one browser carries, so
 	// many tabs (or a loop) cannot grow the Cookie header without bound.
 	maxPending = 5
-	// pendingPath scopes pending cookies to the control routes.
-	pendingPath = "/oauth2/"
+	// pendingPath is "/" so that every request a browser makes — the gate
+	// starts sign-in from any protected path — carries the pending cookies
+	// and the maxPending cap can see them all. The proxy strips every
+	// _portcullis* cookie before forwarding, so they never reach upstreams.
+	pendingPath = "/"
 	// idLen is the length of the cookie-name id carried in state.
 	idLen = 10
 )
@@ -277,6 +280,7 @@ func (c *Client) Callback(w http.ResponseWriter, r *http.Request) {
 		ExpiresAt:    created.Add(c.sessions.Lifetime()),
 	}
 	data.Identity.Expiry = data.ExpiresAt
+	c.trimTokens(data)
 	if err := c.sessions.Save(w, r, data); err != nil {
 		c.log.ErrorContext(ctx, "login: callback: saving session", "err", err)
 		c.page(w, http.StatusInternalServerError, "Sign-in failed", "Portcullis could not save your session. Please try again.", retry)

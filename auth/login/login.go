@@ -191,6 +191,15 @@ type Options struct {
 	// end_session_endpoint. It MUST only set headers (cookies), not write
 	// the status or body.
 	EndIssuerSession func(w http.ResponseWriter, r *http.Request)
+	// KeepAccessToken keeps the access token in the session, for routes
+	// that forward it (forward: access_token). Default false: every byte
+	// of a session travels in cookies on every request.
+	KeepAccessToken bool
+	// KeepIDToken keeps the raw ID token in the session, for routes that
+	// forward it (forward: id_token). It is also kept, whatever this says,
+	// when sign-out needs it as id_token_hint (an issuer with an
+	// end_session_endpoint and no EndIssuerSession).
+	KeepIDToken bool
 	// Logger receives flow failures; nil discards.
 	Logger *slog.Logger
 	// Now is the clock for token and cookie expiry; nil means time.Now.
@@ -211,6 +220,8 @@ type Client struct {
 	httpClient   *http.Client
 	allowedHosts []string
 	endIssuer    func(w http.ResponseWriter, r *http.Request)
+	keepAccess   bool
+	keepID       bool
 	log          *slog.Logger
 	now          func() time.Time
 
@@ -252,6 +263,8 @@ func New(cfg Config, opts Options) (*Client, error) {
 		sessions:     opts.Sessions,
 		httpClient:   opts.HTTPClient,
 		endIssuer:    opts.EndIssuerSession,
+		keepAccess:   opts.KeepAccessToken,
+		keepID:       opts.KeepIDToken,
 		log:          opts.Logger,
 		now:          opts.Now,
 	}
@@ -392,4 +405,26 @@ func (c *Client) local(rd string) string {
 		return c.publicURL.Scheme + "://" + c.publicURL.Host + rd
 	}
 	return rd
+}
+
+// trimTokens drops the tokens nothing will use from a session about to be
+// saved, so that sessions stay within a few cookies even when the issuer
+// puts hundreds of groups in every token. The refresh token and the access
+// token's expiry are always kept: refresh needs them.
+func (c *Client) trimTokens(d *session.Data) {
+	if !c.keepAccess {
+		d.AccessToken = ""
+	}
+	if !c.keepID && !c.needsIDTokenHint() {
+		d.IDToken = ""
+	}
+}
+
+// needsIDTokenHint reports whether sign-out will send id_token_hint.
+func (c *Client) needsIDTokenHint() bool {
+	if c.endIssuer != nil {
+		return false
+	}
+	disc := c.disc.Load()
+	return disc == nil || disc.endSession != ""
 }

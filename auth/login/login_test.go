@@ -99,6 +99,10 @@ func newEnv(t *testing.T, mutate func(*Config, *Options)) *env {
 		AllowedHosts: []string{"app.example.com"},
 		Logger:       slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:          clk.Now,
+		// Most tests look at every token; TestSessionKeepsOnlyNeededTokens
+		// covers the default of keeping less.
+		KeepAccessToken: true,
+		KeepIDToken:     true,
 	}
 	if mutate != nil {
 		mutate(&cfg, &opts)
@@ -273,8 +277,8 @@ func TestStartCookieAndRedirect(t *testing.T) {
 	if pc == nil {
 		t.Fatal("start set no pending cookie")
 	}
-	if !pc.HttpOnly || pc.SameSite != http.SameSiteLaxMode || pc.Path != "/oauth2/" || pc.MaxAge != 600 || pc.Secure {
-		t.Errorf("pending cookie = %+v, want HttpOnly, SameSite=Lax, Path=/oauth2/, Max-Age=600, not Secure on http", pc)
+	if !pc.HttpOnly || pc.SameSite != http.SameSiteLaxMode || pc.Path != "/" || pc.MaxAge != 600 || pc.Secure {
+		t.Errorf("pending cookie = %+v, want HttpOnly, SameSite=Lax, Path=/, Max-Age=600, not Secure on http", pc)
 	}
 	loc, _ := url.Parse(resp.Header.Get("Location"))
 	q := loc.Query()
@@ -680,5 +684,51 @@ func TestPendingCookieGarbageExpired(t *testing.T) {
 	}
 	if !expired {
 		t.Errorf("start did not expire an unreadable pending cookie; Set-Cookie: %v", resp.Header["Set-Cookie"])
+	}
+}
+
+// By default a session keeps only what later requests need: the refresh
+// token always, the ID token only for sign-out's id_token_hint, the access
+// token never — so big tokens do not multiply the session's cookies.
+func TestSessionKeepsOnlyNeededTokens(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		endIssuer  bool
+		wantIDHint bool
+	}{
+		{"issuer with end_session_endpoint keeps the hint", false, true},
+		{"built-in issuer needs no hint", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(_ *Config, o *Options) {
+				o.KeepAccessToken, o.KeepIDToken = false, false
+				if tt.endIssuer {
+					o.EndIssuerSession = func(http.ResponseWriter, *http.Request) {}
+				}
+			})
+			e.op.set(func(op *testOP) { op.endSession = true })
+			if err := e.client.Discover(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			b := newBrowser(t)
+			follow := &http.Client{Jar: b.jar}
+			resp, err := follow.Get(e.front.URL + PathStart)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			req := httptest.NewRequest("GET", "/", nil)
+			for _, c := range b.jar.Cookies(e.public) {
+				req.AddCookie(c)
+			}
+			d, err := e.sessions.Load(req)
+			if err != nil {
+				t.Fatalf("Load after sign-in: %v", err)
+			}
+			if d.AccessToken != "" || d.RefreshToken == "" || (d.IDToken != "") != tt.wantIDHint {
+				t.Errorf("session tokens: id=%t access=%t refresh=%t, want id=%t access=false refresh=true",
+					d.IDToken != "", d.AccessToken != "", d.RefreshToken != "", tt.wantIDHint)
+			}
+		})
 	}
 }

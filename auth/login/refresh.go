@@ -158,8 +158,11 @@ func (c *Client) refresh(ctx context.Context, disc *discovered, d *session.Data)
 		out.Identity = id
 		out.IDToken = rawID
 	}
+	// The identity carries the fresh tokens for this request's forwarding;
+	// the session keeps only what later requests need.
 	out.Identity.AccessToken = auth.Secret(out.AccessToken)
 	out.Identity.IDToken = auth.Secret(out.IDToken)
+	c.trimTokens(&out)
 	return &out, nil
 }
 

@@ -180,7 +180,7 @@ func (a *app) build(ctx context.Context, cfg *fileConfig) (*generation, error) {
 
 	loginCfg := cfg.Login
 	var iss *issuer.Issuer
-	if cfg.usesBuiltinIssuer() || cfg.hasIssuerConfig() || forwardsAssertion(cfg) {
+	if cfg.usesBuiltinIssuer() || cfg.hasIssuerConfig() || forwards(cfg, "assertion") {
 		issCfg := cfg.Issuer
 		if cfg.usesBuiltinIssuer() && loginCfg.ClientID == "" {
 			issCfg.Clients = append(append([]issuer.ClientConfig(nil), issCfg.Clients...), issuer.ClientConfig{
@@ -205,10 +205,12 @@ func (a *app) build(ctx context.Context, cfg *fileConfig) (*generation, error) {
 	}
 
 	opts := login.Options{
-		PublicURL:    pub,
-		Sessions:     sessions,
-		AllowedHosts: routeHosts(cfg),
-		Logger:       a.log,
+		PublicURL:       pub,
+		Sessions:        sessions,
+		AllowedHosts:    routeHosts(cfg),
+		KeepAccessToken: forwards(cfg, "access_token"),
+		KeepIDToken:     forwards(cfg, "id_token"),
+		Logger:          a.log,
 	}
 	if cfg.usesBuiltinIssuer() {
 		opts.IssuerURL = iss.URL()
@@ -331,10 +333,11 @@ func hasSecret(ss []auth.Secret) bool {
 	return false
 }
 
-func forwardsAssertion(cfg *fileConfig) bool {
+// forwards reports whether any upstream forwards the named item.
+func forwards(cfg *fileConfig, item string) bool {
 	for _, u := range cfg.Upstreams {
 		for _, f := range u.Forward {
-			if f == "assertion" {
+			if f == item {
 				return true
 			}
 		}
