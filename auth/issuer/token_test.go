@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/oauth2"
@@ -241,5 +242,44 @@ func TestIntrospectRevoke(t *testing.T) {
 	e.postForm(pathRevoke, "app", appSecret, url.Values{"token": {rt2}})
 	if e.active(rt2) || e.active(at2) {
 		t.Error("refresh family (or its access token) active after revoking the refresh token")
+	}
+}
+
+// TestCodeRedeemRace: of concurrent redemptions of one code exactly one
+// succeeds.
+func TestCodeRedeemRace(t *testing.T) {
+	e := newEnv(t, nil)
+	code, verifier := e.codeFor("openid")
+	const n = 8
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+pathToken, strings.NewReader(codeForm(code, verifier).Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("app", appSecret)
+			res, err := e.srv.Client().Do(req)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			res.Body.Close()
+			codes <- res.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	ok := 0
+	for c := range codes {
+		if c == 200 {
+			ok++
+		} else if c != 400 {
+			t.Errorf("concurrent redemption status %d, want 200 or 400", c)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d concurrent redemptions succeeded, want exactly 1", ok)
 	}
 }

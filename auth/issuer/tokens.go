@@ -30,7 +30,8 @@ type AccessToken struct {
 	Scopes []string
 	// Expiry is exp.
 	Expiry time.Time
-	// Claims holds every claim (email, groups, preferred_username, name …).
+	// Claims holds every claim (email, groups, preferred_username, name …);
+	// numbers are json.Number.
 	Claims map[string]any
 }
 
