@@ -25,7 +25,6 @@ const (
 	errLoginRequired           = "login_required"
 	errConsentRequired         = "consent_required"
 	errInvalidToken            = "invalid_token"
-	errUnsupportedTokenType    = "unsupported_token_type"
 )
 
 // oauthError is a protocol error as the client sees it. err, when set, is

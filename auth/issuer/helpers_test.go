@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -323,11 +322,6 @@ func (e *env) active(tok string) bool {
 		e.t.Errorf("inactive introspection = %v, want only active:false", m)
 	}
 	return m["active"] == true
-}
-
-func mustJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return fmt.Sprint(string(b))
 }
 
 func throttleAt(failures int, first, last time.Time) store.Throttle {
