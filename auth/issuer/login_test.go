@@ -351,3 +351,22 @@ func TestEndLoginSession(t *testing.T) {
 		t.Errorf("after EndLoginSession prompt=none = %v, want login_required", v)
 	}
 }
+
+// TestThrottleIP: 20 failures from one address refuse every username.
+func TestThrottleIP(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Clients = append(c.Clients, ClientConfig{ID: "cli", Secret: appSecret, Grants: []string{GrantPassword}})
+	})
+	password := func(user, pass string) (*http.Response, map[string]any) {
+		return e.postForm(pathToken, "cli", appSecret, url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}})
+	}
+	for n := range ipFailures {
+		res, body := password("user"+strconv.Itoa(n), "wrong")
+		wantOAuthError(t, res, body, 400, errInvalidGrant)
+	}
+	res, body := password("bob", testPassword)
+	wantOAuthError(t, res, body, http.StatusTooManyRequests, errInvalidGrant)
+	if res.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After on 429")
+	}
+}
