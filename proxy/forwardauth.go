@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/portcullis-proxy/portcullis/auth"
+	"github.com/portcullis-proxy/portcullis/auth/session"
 	"github.com/portcullis-proxy/portcullis/upstream"
 )
 
@@ -44,6 +45,10 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		err = rt.policy.Check(id)
 	}
 	switch {
+	case errors.Is(err, session.ErrUnavailable):
+		// Forward-auth answers only 202, 401 or 403 (DESIGN.md).
+		h.log.ErrorContext(r.Context(), "session store unavailable", "err", err)
+		h.forwardDeny(w, r, http.StatusUnauthorized)
 	case err == nil:
 		upstream.SetIdentityHeaders(w.Header(), id, rt.forward)
 		upstream.SetAuthRequestHeaders(w.Header(), id, rt.forward)

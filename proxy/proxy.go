@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/auth"
 	"github.com/portcullis-proxy/portcullis/auth/issuer"
@@ -170,9 +171,9 @@ func New(cfg Config, opts Options) (*Handler, error) {
 	})
 	h.control.HandleFunc("GET "+pathReadyz, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !h.Ready() {
+		if err := h.Check(r.Context()); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready: the login issuer has not been discovered yet\n"))
+			_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
@@ -182,6 +183,18 @@ func New(cfg Config, opts Options) (*Handler, error) {
 
 // Ready reports whether sign-in can work (issuer discovery succeeded).
 func (h *Handler) Ready() bool { return h.login.Ready() }
+
+// Check is the readiness probe: the login issuer was discovered and the
+// session store answers.
+func (h *Handler) Check(ctx context.Context) error {
+	if !h.login.Ready() {
+		return errors.New("the login issuer has not been discovered yet")
+	}
+	if err := h.sessions.Check(ctx); err != nil {
+		return errors.New("the session store does not answer")
+	}
+	return nil
+}
 
 // ServeHTTP runs the gate for one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -231,7 +244,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // bearer routes — an Authorization: Bearer token. A presented bearer token
 // that fails is ErrInvalidToken (never a sign-in redirect).
 func (h *Handler) identify(w http.ResponseWriter, r *http.Request, rt *route) (*auth.Identity, error) {
-	if id := h.sessionIdentity(r); id != nil {
+	id, err := h.sessionIdentity(w, r)
+	if err != nil {
+		return nil, err
+	}
+	if id != nil {
 		return id, nil
 	}
 	if rt != nil && rt.bearer {
@@ -243,19 +260,44 @@ func (h *Handler) identify(w http.ResponseWriter, r *http.Request, rt *route) (*
 }
 
 // sessionIdentity returns the identity of a valid session cookie, or nil.
-func (h *Handler) sessionIdentity(r *http.Request) *auth.Identity {
+// A session whose access token expires within session.refresh_after is
+// refreshed first (login shares one refresh among concurrent requests of
+// the same session) and the renewed session is saved on w. When refresh is
+// refused the session ends; when it fails for a passing reason the session
+// keeps working until its access token has actually expired. An error is
+// returned only when the session store itself is unavailable.
+func (h *Handler) sessionIdentity(w http.ResponseWriter, r *http.Request) (*auth.Identity, error) {
 	d, err := h.sessions.Load(r)
 	if err != nil {
-		return nil
+		if errors.Is(err, session.ErrUnavailable) {
+			return nil, err
+		}
+		return nil, nil
+	}
+	if d.RefreshToken != "" && !d.AccessExpiry.IsZero() && !time.Now().Add(h.sessions.RefreshAfter()).Before(d.AccessExpiry) {
+		nd, err := h.login.Refresh(r.Context(), d)
+		switch {
+		case err == nil:
+			if err := h.sessions.Save(w, r, nd); err != nil {
+				h.log.WarnContext(r.Context(), "saving refreshed session", "err", err)
+			}
+			d = nd
+		case errors.Is(err, auth.ErrUnauthenticated):
+			h.log.InfoContext(r.Context(), "session ended: refresh refused", "sub", d.Identity.Subject, "err", err)
+			h.sessions.Clear(w, r)
+			return nil, nil
+		case time.Now().Before(d.AccessExpiry):
+			h.log.WarnContext(r.Context(), "token refresh failed; retrying on a later request", "sub", d.Identity.Subject, "err", err)
+		default:
+			h.log.WarnContext(r.Context(), "token refresh failed and the access token has expired", "sub", d.Identity.Subject, "err", err)
+			return nil, nil
+		}
 	}
 	id := d.Identity
-	id.Method = auth.MethodSession
-	id.AccessToken = auth.Secret(d.AccessToken)
-	id.IDToken = auth.Secret(d.IDToken)
-	if id.Expiry.IsZero() || (!d.ExpiresAt.IsZero() && d.ExpiresAt.Before(id.Expiry)) {
+	if !d.ExpiresAt.IsZero() && d.ExpiresAt.Before(id.Expiry) {
 		id.Expiry = d.ExpiresAt
 	}
-	return &id
+	return &id, nil
 }
 
 func (h *Handler) verifyBearer(ctx context.Context, raw string, rt *route) (*auth.Identity, error) {
@@ -291,6 +333,8 @@ func bearerToken(r *http.Request) (string, bool) {
 // refused identity 403.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case errors.Is(err, session.ErrUnavailable):
+		h.unavailable(w, r, err)
 	case errors.Is(err, auth.ErrForbidden):
 		h.forbidden(w, r, err)
 	case errors.Is(err, auth.ErrInvalidToken):
@@ -302,6 +346,14 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
 	}
+}
+
+// unavailable answers 503 when the session store cannot be reached: the
+// cause is ours, so the user is not sent to sign in again.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	h.log.ErrorContext(r.Context(), "session store unavailable", "err", err)
+	w.Header().Set("Retry-After", "5")
+	h.page(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", "Portcullis cannot reach its session store right now. Please try again in a moment.")
 }
 
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, err error) {
@@ -377,7 +429,11 @@ func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
 
 // userinfo answers the signed-in identity as JSON (DESIGN.md "Output shapes").
 func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
-	id := h.sessionIdentity(r)
+	id, err := h.sessionIdentity(w, r)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
 	if id == nil {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,8 @@ type env struct {
 
 type envConfig struct {
 	h2      bool
+	scopes  []string
+	countTo *countingTransport // counts the proxy's own calls to the issuer
 	proxy   Config
 	issuer  issuer.Config
 	trusted []string
@@ -119,8 +122,17 @@ func newEnv(t *testing.T, mutate func(*envConfig)) *env {
 	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	client := &noFollow
 
-	lc, err := login.New(login.Config{Issuer: "builtin", ClientID: "portcullis", ClientSecret: testClientSecret, Scopes: []string{"openid", "email", "profile", "groups"}}, login.Options{
-		PublicURL: pub, IssuerURL: iss.URL(), Sessions: sessions, HTTPClient: ts.Client(),
+	scopes := ec.scopes
+	if scopes == nil {
+		scopes = []string{"openid", "email", "profile", "groups"}
+	}
+	loginHTTP := ts.Client()
+	if ec.countTo != nil {
+		ec.countTo.base = loginHTTP.Transport
+		loginHTTP = &http.Client{Transport: ec.countTo}
+	}
+	lc, err := login.New(login.Config{Issuer: "builtin", ClientID: "portcullis", ClientSecret: testClientSecret, Scopes: scopes}, login.Options{
+		PublicURL: pub, IssuerURL: iss.URL(), Sessions: sessions, HTTPClient: loginHTTP,
 		EndIssuerSession: iss.EndLoginSession,
 	})
 	if err != nil {
@@ -589,6 +601,98 @@ func TestServerSentEventsAndWebsocketThroughGate(t *testing.T) {
 	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "ping-frame" {
 		t.Fatalf("websocket echo = %q, %v", buf, err)
 	}
+}
+
+// countingTransport counts refresh_token grants the proxy sends.
+type countingTransport struct {
+	base      http.RoundTripper
+	mu        sync.Mutex
+	refreshes int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil && strings.HasSuffix(r.URL.Path, "/token") {
+		b, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(strings.NewReader(string(b)))
+		if strings.Contains(string(b), "grant_type=refresh_token") {
+			c.mu.Lock()
+			c.refreshes++
+			c.mu.Unlock()
+		}
+	}
+	return c.base.RoundTrip(r)
+}
+
+// A session whose access token is due is refreshed once, however many
+// requests arrive at the same moment, and the renewed session keeps working.
+func TestRefreshOncePerSession(t *testing.T) {
+	counter := &countingTransport{}
+	e := newEnv(t, func(c *envConfig) {
+		c.scopes = []string{"openid", "email", "profile", "groups", "offline_access"}
+		c.countTo = counter
+		// Shorter than session.refresh_after (5m): due at once.
+		c.issuer.Tokens.AccessTTL = 2 * time.Minute
+	})
+	c := e.browser()
+	e.signIn(c, e.base+"/", "alice", "alice-pw")
+	counter.mu.Lock()
+	counter.refreshes = 0 // the sign-in's own landing request was already due
+	counter.mu.Unlock()
+	u, _ := url.Parse(e.base)
+	var cookie []string
+	for _, ck := range c.Jar.Cookies(u) {
+		cookie = append(cookie, ck.Name+"="+ck.Value)
+	}
+	// Twenty requests a browser sends at once, all with the same cookie.
+	var wg sync.WaitGroup
+	results := make(chan *http.Response, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", e.base+"/x", nil)
+			req.Header.Set("Accept", "application/json")
+			req.Header.Set("Cookie", strings.Join(cookie, "; "))
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			results <- resp
+		}()
+	}
+	wg.Wait()
+	close(results)
+	var renewed []*http.Cookie
+	for resp := range results {
+		if resp.StatusCode != 200 {
+			t.Errorf("concurrent request during refresh = %d, want 200", resp.StatusCode)
+		}
+		if len(resp.Cookies()) > 0 {
+			renewed = resp.Cookies()
+		}
+	}
+	counter.mu.Lock()
+	n := counter.refreshes
+	counter.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d refresh grants for one session, want 1", n)
+	}
+	if renewed == nil {
+		t.Fatal("no response carried the renewed session")
+	}
+	// The renewed session works: its rotated refresh token is the live one
+	// (a replayed one would have revoked the whole family).
+	c.Jar.SetCookies(u, renewed)
+	if code, body := rawGetWithJar(t, c, e.base+"/y"); code != 200 {
+		t.Fatalf("after refresh: %d %s, want 200", code, body)
+	}
+}
+
+func rawGetWithJar(t *testing.T, c *http.Client, u string) (int, string) {
+	resp, body := do(t, c, "GET", u, "application/json", nil)
+	return resp.StatusCode, body
 }
 
 var _ = context.Background

@@ -279,6 +279,10 @@ func (c *Client) Callback(w http.ResponseWriter, r *http.Request) {
 		CreatedAt:    created,
 		ExpiresAt:    created.Add(c.sessions.Lifetime()),
 	}
+	if data.RefreshToken == "" && !idt.Expiry.IsZero() && idt.Expiry.Before(data.ExpiresAt) {
+		// Nothing can renew this session: it ends with its ID token.
+		data.ExpiresAt = idt.Expiry
+	}
 	data.Identity.Expiry = data.ExpiresAt
 	c.trimTokens(data)
 	if err := c.sessions.Save(w, r, data); err != nil {

@@ -64,7 +64,12 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (a *app) ready() bool {
 	g := a.current.Load()
-	return g != nil && g.handler.Ready()
+	if g == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return g.handler.Check(ctx) == nil
 }
 
 // serve runs Portcullis until ctx ends, then drains and returns nil. Each
@@ -193,9 +198,11 @@ func (a *app) build(ctx context.Context, cfg *fileConfig) (*generation, error) {
 			loginCfg.ClientSecret = a.proxyClientSecret
 		}
 		if cfg.usesBuiltinIssuer() && len(loginCfg.Scopes) == 0 {
-			// The built-in issuer sends groups only for the groups scope;
-			// route policies and X-Forwarded-Groups need them.
-			loginCfg.Scopes = []string{"openid", "email", "profile", "groups"}
+			// The built-in issuer sends groups only for the groups scope
+			// (route policies and X-Forwarded-Groups need them), and a
+			// refresh token only for offline_access (sessions then outlive
+			// the 10-minute access tokens).
+			loginCfg.Scopes = []string{"openid", "email", "profile", "groups", "offline_access"}
 		}
 		iss, err = a.openIssuer(ctx, issCfg, pub)
 		if err != nil {
