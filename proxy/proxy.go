@@ -66,7 +66,9 @@ type Options struct {
 	Transport http.RoundTripper
 	// Assert signs X-Portcullis-Assertion for routes that forward it.
 	Assert func(ctx context.Context, id *auth.Identity, audience string) (string, error)
-	// Logger receives access lines and errors; nil discards.
+	// Metrics records request counts and latencies; nil records nothing.
+	Metrics *Metrics
+	// Logger receives access lines, audit events and errors; nil discards.
 	Logger *slog.Logger
 }
 
@@ -84,6 +86,7 @@ type Handler struct {
 	bearer      BearerVerifier
 	bearerAud   string
 	control     *http.ServeMux
+	metrics     *Metrics
 	log         *slog.Logger
 }
 
@@ -104,6 +107,7 @@ func New(cfg Config, opts Options) (*Handler, error) {
 		issuer:     opts.Issuer,
 		bearer:     opts.Bearer,
 		bearerAud:  opts.BearerAudience,
+		metrics:    opts.Metrics,
 		log:        opts.Logger,
 	}
 	if h.log == nil {
@@ -196,8 +200,24 @@ func (h *Handler) Check(ctx context.Context) error {
 	return nil
 }
 
-// ServeHTTP runs the gate for one request.
+// ServeHTTP runs the gate for one request and writes its access line.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &recorder{ResponseWriter: w}
+	a := access{upstream: "none", auth: outcomeNone}
+	reqID := h.requestID(r)
+	w.Header().Set("X-Request-Id", reqID)
+	h.serve(rw, r, &a)
+	d := time.Since(start)
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	h.metrics.observe(a.upstream, status, a.auth, d)
+	h.logAccess(r, rw, &a, reqID, start, d)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, a *access) {
 	// Before anything else: a client can never speak for the gate.
 	upstream.StripIdentityHeaders(r.Header)
 
@@ -210,10 +230,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := normalizeHost(r.Host)
 
 	if h.isIssuerPath(host, cp) {
-		h.issuer.Handler().ServeHTTP(w, r)
+		a.upstream = "issuer"
+		h.issuer.Handler().ServeHTTP(w, h.withClientAddr(r))
 		return
 	}
 	if strings.HasPrefix(cp, pathPrefix) || cp == "/oauth2" {
+		a.upstream = "portcullis"
 		h.control.ServeHTTP(w, r)
 		return
 	}
@@ -222,7 +244,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.page(w, r, http.StatusNotFound, "Not found", "No application is configured at this address.")
 		return
 	}
+	a.upstream = rt.name
 	if rt.isPublic(cp) {
+		a.auth = outcomePublic
 		h.sessions.StripCookies(r)
 		rt.upstream.ServeHTTP(w, r)
 		return
@@ -230,13 +254,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, err := h.identify(w, r, rt)
 	h.sessions.StripCookies(r)
 	if err != nil {
+		a.auth = outcomeUnauthenticated
 		h.refuse(w, r, err)
 		return
 	}
+	a.user = id.User
 	if err := rt.policy.Check(id); err != nil {
+		a.auth = outcomeDenied
+		h.auditDenied(r.Context(), r, rt, id.Subject)
 		h.refuse(w, r, err)
 		return
 	}
+	a.auth = string(id.Method)
 	rt.upstream.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), id)))
 }
 
@@ -406,16 +435,7 @@ func (h *Handler) isTrusted(r *http.Request) bool {
 		return false
 	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	a := ap.Addr().Unmap()
-	for _, p := range h.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return err == nil && h.trustedAddr(ap.Addr().Unmap())
 }
 
 func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {

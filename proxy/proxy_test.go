@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -44,6 +45,8 @@ type env struct {
 
 type envConfig struct {
 	h2      bool
+	metrics *Metrics
+	logger  *slog.Logger
 	scopes  []string
 	countTo *countingTransport // counts the proxy's own calls to the issuer
 	proxy   Config
@@ -141,7 +144,9 @@ func newEnv(t *testing.T, mutate func(*envConfig)) *env {
 	h, err := New(ec.proxy, Options{
 		Sessions: sessions, Login: lc, Issuer: iss,
 		Bearer: IssuerBearer{Issuer: iss, Login: lc}, BearerAudience: base,
-		Assert: AssertionSigner(iss, base),
+		Assert:  AssertionSigner(iss, base),
+		Metrics: ec.metrics,
+		Logger:  ec.logger,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -311,10 +311,11 @@ func TestReload(t *testing.T) {
 		t.Fatalf("after a refused reload: %d, want 200", code)
 	}
 
-	// A good config that makes /open public and restricts / to group admins.
+	// A good config that makes /open public and restricts / to group
+	// admins — picked up from the file changing, without a signal (as when
+	// a Kubernetes ConfigMap is updated).
 	next := strings.Replace(string(orig), "    url: builtin:echo", "    url: builtin:echo\n    public: [\"/open/\"]\n    allow: { groups: [admins] }", 1)
 	os.WriteFile(in.file, []byte(next), 0o600)
-	in.reload <- os.Interrupt
 	waitFor(t, func() bool { return strings.Contains(in.logs.String(), "config reloaded") })
 	if code, _ := echoJSON(t, c, in.base+"/x"); code != 403 {
 		t.Fatalf("after reload restricting to admins: %d, want 403 (still signed in, not allowed)", code)
@@ -333,5 +334,39 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 15s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMetricsListener(t *testing.T) {
+	mport := authtest.FreePort(t)
+	in := startServe(t, func(p int) string {
+		return strings.Replace(exampleOnPort(t, p), "  tls: { mode: off }", fmt.Sprintf("  tls: { mode: off }\n  metrics_listen: \"127.0.0.1:%d\"", mport), 1)
+	}, nil)
+	c := newBrowserClient(t)
+	signIn(t, c, in.base+"/", "demo", "demo")
+	base := fmt.Sprintf("http://127.0.0.1:%d", mport)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if resp, _ := get(t, c, base+p, ""); resp.StatusCode != 200 {
+			t.Errorf("%s = %d, want 200", p, resp.StatusCode)
+		}
+	}
+	resp, body := get(t, c, base+"/metrics", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics = %d", resp.StatusCode)
+	}
+	for _, want := range []string{
+		`portcullis_requests_total{auth="session",code="2xx",upstream="echo"}`,
+		`portcullis_requests_total{auth="none",code="2xx",upstream="issuer"}`,
+		"portcullis_request_duration_seconds_bucket",
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, secret := range []string{"demo@example.com", "_portcullis"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("/metrics contains %q", secret)
+		}
 	}
 }

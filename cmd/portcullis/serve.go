@@ -13,6 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/portcullis-proxy/portcullis/auth"
 	"github.com/portcullis-proxy/portcullis/auth/issuer"
 	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
@@ -43,6 +47,11 @@ type app struct {
 	store                  store.Store
 	storeCfg               store.Config
 	issuer                 *issuer.Issuer
+
+	// Metrics collectors live as long as the process: registering them
+	// again on reload would panic.
+	registry     *prometheus.Registry
+	proxyMetrics *proxy.Metrics
 
 	current atomic.Pointer[generation]
 	mu      sync.Mutex // serialises reloads
@@ -83,12 +92,16 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 		return fmt.Errorf("%s: %d config problem(s); run \"portcullis check -config %s\" to list them", file, len(errs), file)
 	}
 	log := newLogger(cfg.Server.Log, stderr)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &app{
 		log:               log,
 		getenv:            getenv,
 		file:              file,
 		transport:         upstream.NewTransport(upstream.TransportConfig{}),
 		proxyClientSecret: auth.Secret(newSecret()),
+		registry:          reg,
+		proxyMetrics:      proxy.NewMetrics(reg),
 	}
 	defer a.close()
 	g, err := a.build(ctx, cfg)
@@ -101,6 +114,7 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 	srv, err := server.New(cfg.Server.Config, a, server.Options{
 		Hostnames: []string{pub.Hostname()},
 		Ready:     a.ready,
+		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Logger:    log,
 	})
 	if err != nil {
@@ -111,6 +125,8 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 	}
 	log.Info("portcullis is serving", "version", version, "listen", srv.Addr().String(), "url", cfg.Server.PublicURL+"/")
 
+	changed := make(chan os.Signal, 1)
+	go watchFile(ctx, file, 2*time.Second, changed)
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,6 +143,9 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 			log.Info("stopped")
 			return nil
 		case <-reload:
+			a.reload(ctx, srv)
+		case <-changed:
+			log.Info("config file changed; reloading", "file", file)
 			a.reload(ctx, srv)
 		}
 	}
@@ -251,6 +270,7 @@ func (a *app) build(ctx context.Context, cfg *fileConfig) (*generation, error) {
 		Login:     lc,
 		Issuer:    iss,
 		Transport: a.transport,
+		Metrics:   a.proxyMetrics,
 		Logger:    a.log,
 	}
 	if iss != nil {
@@ -316,6 +336,39 @@ func (a *app) discoverLoop(ctx context.Context, lc *login.Client, issuerURL stri
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, time.Minute)
+	}
+}
+
+// watchFile sends on changed when path's modification time or size
+// changes (as when a Kubernetes ConfigMap is updated), checking every
+// interval until ctx ends. A file that is briefly missing mid-update is
+// ignored until it is back.
+func watchFile(ctx context.Context, path string, interval time.Duration, changed chan<- os.Signal) {
+	stamp := func() (time.Time, int64, bool) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return time.Time{}, 0, false
+		}
+		return fi.ModTime(), fi.Size(), true
+	}
+	mod, size, _ := stamp()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m, sz, ok := stamp()
+			if !ok || (m.Equal(mod) && sz == size) {
+				continue
+			}
+			mod, size = m, sz
+			select {
+			case changed <- os.Interrupt:
+			default: // a reload is already pending
+			}
+		}
 	}
 }
 

@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestAccessLogAndMetrics(t *testing.T) {
+	logs := &lockedBuffer{}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	e := newEnv(t, func(c *envConfig) {
+		c.metrics = m
+		c.logger = slog.New(slog.NewJSONHandler(logs, nil))
+		c.proxy.Routes[0].Allow.Users = []string{"alice"}
+	})
+	c := e.browser()
+	e.signIn(c, e.base+"/start", "alice", "alice-pw")
+	resp, _ := do(t, c, "GET", e.base+"/secret/page?token=hunter2&code=xyz", "application/json", nil)
+	reqID := resp.Header.Get("X-Request-Id")
+	if len(reqID) != 16 {
+		t.Fatalf("X-Request-Id = %q, want 16 hex characters", reqID)
+	}
+	if got := e.backend.Last(t).Header.Get("X-Request-Id"); got != reqID {
+		t.Errorf("upstream X-Request-Id = %q, want %q", got, reqID)
+	}
+	do(t, e.browser(), "GET", e.base+"/anon", "application/json", nil)
+	do(t, e.browser(), "GET", e.base+"/public/p", "application/json", nil)
+
+	for _, tt := range []struct{ upstream, code, auth string }{
+		{"app", "2xx", "session"},
+		{"app", "4xx", "unauthenticated"},
+		{"app", "2xx", "public"},
+		{"issuer", "2xx", "none"},
+		{"portcullis", "3xx", "none"},
+	} {
+		if n := testutil.ToFloat64(m.requests.WithLabelValues(tt.upstream, tt.code, tt.auth)); n < 1 {
+			t.Errorf("portcullis_requests_total{upstream=%q,code=%q,auth=%q} = %v, want ≥ 1", tt.upstream, tt.code, tt.auth, n)
+		}
+	}
+	if n, err := testutil.GatherAndCount(reg, "portcullis_request_duration_seconds"); err != nil || n == 0 {
+		t.Errorf("no latency histogram: %d, %v", n, err)
+	}
+
+	out := logs.String()
+	var line map[string]any
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, reqID) {
+			json.Unmarshal([]byte(l), &line)
+		}
+	}
+	if line == nil {
+		t.Fatalf("no access line with request id %s:\n%s", reqID, out)
+	}
+	want := map[string]any{"msg": "request", "method": "GET", "path": "/secret/page", "status": float64(200), "upstream": "app", "user": "alice", "auth": "session", "ip": "127.0.0.1"}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("access line %s = %v, want %v", k, line[k], v)
+		}
+	}
+	for _, secret := range []string{"hunter2", "xyz", "_portcullis=", testClientSecret, "eyJ"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("logs contain %q", secret)
+		}
+	}
+}
+
+func TestAuditDenied(t *testing.T) {
+	logs := &lockedBuffer{}
+	e := newEnv(t, func(c *envConfig) {
+		c.logger = slog.New(slog.NewJSONHandler(logs, nil))
+		c.proxy.Routes[0].Allow.Groups = []string{"admins"}
+	})
+	e.signIn(e.browser(), e.base+"/", "alice", "alice-pw")
+	if !strings.Contains(logs.String(), `"audit":"access_denied"`) || !strings.Contains(logs.String(), `"sub":"alice"`) {
+		t.Fatalf("no access_denied audit event:\n%s", logs.String())
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	h := &Handler{}
+	for _, s := range []string{"10.0.0.0/8", "127.0.0.1/32"} {
+		p, _ := parsePrefix(s)
+		h.trusted = append(h.trusted, p)
+	}
+	for _, tt := range []struct {
+		name, remote string
+		xff          []string
+		want         string
+	}{
+		{"untrusted peer: XFF ignored", "203.0.113.9:1234", []string{"1.2.3.4"}, "203.0.113.9"},
+		{"trusted peer, one hop", "10.1.1.1:80", []string{"198.51.100.7"}, "198.51.100.7"},
+		{"client-supplied left entries ignored", "10.1.1.1:80", []string{"6.6.6.6, 198.51.100.7"}, "198.51.100.7"},
+		{"trusted hops skipped", "127.0.0.1:80", []string{"198.51.100.7, 10.2.2.2"}, "198.51.100.7"},
+		{"several headers", "10.1.1.1:80", []string{"6.6.6.6", "198.51.100.7, 10.9.9.9"}, "198.51.100.7"},
+		{"malformed entry stops at the peer", "10.1.1.1:80", []string{"nonsense"}, "10.1.1.1"},
+		{"no XFF", "10.1.1.1:80", nil, "10.1.1.1"},
+		{"ipv6 peer", "[2001:db8::1]:443", nil, "2001:db8::1"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tt.remote
+		for _, v := range tt.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := h.clientIP(r); got != netip.MustParseAddr(tt.want) {
+			t.Errorf("%s: clientIP = %v, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+// The recorder must not hide Flush/Hijack from ReverseProxy.
+func TestRecorderUnwraps(t *testing.T) {
+	rr := httptest.NewRecorder()
+	w := &recorder{ResponseWriter: rr}
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		t.Fatalf("Flush through recorder: %v", err)
+	}
+	if !rr.Flushed {
+		t.Fatal("recorder did not flush the underlying writer")
+	}
+}
