@@ -41,6 +41,10 @@ const (
 	// refetches the set whenever a signature does not verify, so without
 	// this every forged token would cost the issuer a request.
 	jwksMinRefetch = 5 * time.Second
+	// maxLeeway bounds Options.Leeway. go-oidc tolerates nbf up to 5m
+	// ahead of the clock we give it, which is ours moved back by the
+	// leeway; below 2m our own nbf check is always the stricter one.
+	maxLeeway = 2 * time.Minute
 	// maxTokenLen refuses absurd tokens before hashing, parsing or
 	// sending them anywhere. Large Entra ID tokens stay well below it.
 	maxTokenLen = 16 << 10
@@ -90,7 +94,7 @@ type Options struct {
 	// (and access_token_signing_alg_values_supported), else RS256.
 	Algorithms []string
 	// Leeway is the clock skew tolerated on exp and nbf. Default 30s; a
-	// negative value means none.
+	// negative value means none; at most 2m.
 	Leeway time.Duration
 	// CacheSize is how many verified tokens are remembered. 0 means 10000,
 	// a negative value turns the cache off. Failures are never cached.
@@ -145,6 +149,9 @@ func New(opts Options) (*Verifier, error) {
 		if !slices.Contains(knownAlgorithms, a) {
 			errs = append(errs, fmt.Errorf("bearer: Algorithms: %q: not allowed (want one of %s)", a, strings.Join(knownAlgorithms, ", ")))
 		}
+	}
+	if opts.Leeway > maxLeeway {
+		errs = append(errs, fmt.Errorf("bearer: Leeway: %s: at most %s", opts.Leeway, maxLeeway))
 	}
 	if opts.CacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("bearer: CacheTTL: %s: must not be negative", opts.CacheTTL))
