@@ -415,3 +415,13 @@ func (op *realOP) token(t *testing.T, id, secret string, form url.Values) map[st
 	}
 	return out
 }
+
+// decodeSegment decodes one base64url JSON segment of a compact JWS.
+func decodeSegment(seg string) (map[string]any, error) {
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	return m, json.Unmarshal(b, &m)
+}
