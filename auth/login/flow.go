@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -180,12 +181,13 @@ func (c *Client) Callback(w http.ResponseWriter, r *http.Request) {
 
 	d := c.disc.Load()
 	if d == nil {
+		c.signInFailed(r, reasonUnavailable, slog.LevelWarn, "status", http.StatusServiceUnavailable)
 		c.notReady(w, retry)
 		return
 	}
 	if q.Has("error") {
 		code := q.Get("error")
-		c.log.WarnContext(ctx, "login: callback: issuer returned an error",
+		c.signInFailed(r, reasonIssuerError, slog.LevelWarn,
 			"status", http.StatusForbidden, "err", code, "error_description", q.Get("error_description"))
 		msg := "The identity provider did not sign you in"
 		if isErrorCode(code) {
@@ -195,34 +197,34 @@ func (c *Client) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if state == "" {
-		c.fail(w, r, http.StatusBadRequest, "The sign-in answer is missing its state parameter.", retry, errors.New("missing state"))
+		c.fail(w, r, http.StatusBadRequest, reasonState, "The sign-in answer is missing its state parameter.", retry, errors.New("missing state"))
 		return
 	}
 	if !havePending {
-		c.fail(w, r, http.StatusBadRequest,
+		c.fail(w, r, http.StatusBadRequest, reasonState,
 			"This sign-in attempt has expired or was started in another browser.", retry, errors.New("no pending sign-in cookie for state"))
 		return
 	}
 	if subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 {
-		c.fail(w, r, http.StatusBadRequest, "The sign-in answer does not belong to this browser.", retry, errors.New("state mismatch"))
+		c.fail(w, r, http.StatusBadRequest, reasonState, "The sign-in answer does not belong to this browser.", retry, errors.New("state mismatch"))
 		return
 	}
 	if age := c.now().Sub(time.Unix(p.Created, 0)); age > pendingTTL || age < -time.Minute {
-		c.fail(w, r, http.StatusBadRequest, "This sign-in attempt has expired.", retry, errors.New("pending sign-in too old"))
+		c.fail(w, r, http.StatusBadRequest, reasonExpired, "This sign-in attempt has expired.", retry, errors.New("pending sign-in too old"))
 		return
 	}
 	// RFC 9207: an iss parameter, when present or promised, must name our
 	// issuer; this stops mix-up attacks between several issuers.
 	if iss, ok := q["iss"]; ok || d.issParamKnown {
 		if !ok || len(iss) != 1 || iss[0] != c.issuer {
-			c.fail(w, r, http.StatusBadRequest, "The sign-in answer came from an unexpected identity provider.", retry,
+			c.fail(w, r, http.StatusBadRequest, reasonIssuerMismatch, "The sign-in answer came from an unexpected identity provider.", retry,
 				errors.New("iss parameter missing or wrong"))
 			return
 		}
 	}
 	code := q.Get("code")
 	if code == "" {
-		c.fail(w, r, http.StatusBadRequest, "The sign-in answer is missing its code.", retry, errors.New("missing code"))
+		c.fail(w, r, http.StatusBadRequest, reasonMissingCode, "The sign-in answer is missing its code.", retry, errors.New("missing code"))
 		return
 	}
 
@@ -231,39 +233,39 @@ func (c *Client) Callback(w http.ResponseWriter, r *http.Request) {
 		var re *oauth2.RetrieveError
 		switch {
 		case errors.As(err, &re):
-			c.fail(w, r, http.StatusBadRequest,
+			c.fail(w, r, http.StatusBadRequest, reasonExchange,
 				"The identity provider did not accept the sign-in code. It may have expired or been used already.", retry,
 				tokenError(re))
 		case isNetError(err):
-			c.fail(w, r, http.StatusBadGateway, "The identity provider could not be reached. Please try again later.", retry, err)
+			c.fail(w, r, http.StatusBadGateway, reasonUnreachable, "The identity provider could not be reached. Please try again later.", retry, err)
 		default:
-			c.fail(w, r, http.StatusBadGateway, "The identity provider sent an answer Portcullis could not understand.", retry, err)
+			c.fail(w, r, http.StatusBadGateway, reasonBadResponse, "The identity provider sent an answer Portcullis could not understand.", retry, err)
 		}
 		return
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		c.fail(w, r, http.StatusBadGateway, "The identity provider did not send an ID token.", retry, errors.New("token response without id_token"))
+		c.fail(w, r, http.StatusBadGateway, reasonBadResponse, "The identity provider did not send an ID token.", retry, errors.New("token response without id_token"))
 		return
 	}
 	idt, err := d.verifier.Verify(c.ctx(ctx), rawID)
 	if err != nil {
-		c.fail(w, r, http.StatusUnauthorized, "The identity provider's answer could not be verified.", retry, err)
+		c.fail(w, r, http.StatusUnauthorized, reasonIDToken, "The identity provider's answer could not be verified.", retry, err)
 		return
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(p.Nonce)) != 1 {
-		c.fail(w, r, http.StatusUnauthorized, "The identity provider's answer could not be verified.", retry, errors.New("nonce mismatch"))
+		c.fail(w, r, http.StatusUnauthorized, reasonNonce, "The identity provider's answer could not be verified.", retry, errors.New("nonce mismatch"))
 		return
 	}
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			c.fail(w, r, http.StatusUnauthorized, "The identity provider's answer could not be verified.", retry, err)
+			c.fail(w, r, http.StatusUnauthorized, reasonIDToken, "The identity provider's answer could not be verified.", retry, err)
 			return
 		}
 	}
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil || idt.Subject == "" {
-		c.fail(w, r, http.StatusUnauthorized, "The identity provider's answer could not be verified.", retry,
+		c.fail(w, r, http.StatusUnauthorized, reasonIDToken, "The identity provider's answer could not be verified.", retry,
 			cmp.Or(err, errors.New("id token without sub")))
 		return
 	}
@@ -286,11 +288,13 @@ func (c *Client) Callback(w http.ResponseWriter, r *http.Request) {
 	data.Identity.Expiry = data.ExpiresAt
 	c.trimTokens(data)
 	if err := c.sessions.Save(w, r, data); err != nil {
-		c.log.ErrorContext(ctx, "login: callback: saving session", "err", err)
+		c.signInFailed(r, reasonSession, slog.LevelError, "status", http.StatusInternalServerError, "err", err)
 		c.page(w, http.StatusInternalServerError, "Sign-in failed", "Portcullis could not save your session. Please try again.", retry)
 		return
 	}
-	c.log.InfoContext(ctx, "login: signed in", "sub", idt.Subject)
+	c.metrics.signIn(reasonNone)
+	c.log.LogAttrs(ctx, slog.LevelInfo, "login: signed in",
+		slog.String("audit", "sign_in"), slog.String("sub", idt.Subject), slog.String("ip", remoteIP(r)))
 	http.Redirect(w, r, c.local(CleanReturnTarget(p.RD, c.allowedHosts)), http.StatusFound)
 }
 
@@ -336,11 +340,19 @@ func (c *Client) accessExpiry(tok *oauth2.Token) time.Time {
 	return tok.Expiry
 }
 
-// fail logs the detail of a failed callback and shows the user a plain page.
-// err MUST NOT contain a token, code or verifier.
-func (c *Client) fail(w http.ResponseWriter, r *http.Request, status int, msg, retry string, err error) {
-	c.log.WarnContext(r.Context(), "login: callback failed", "status", status, "err", err)
+// fail records a failed callback and shows the user a plain page. err MUST
+// NOT contain a token, code or verifier.
+func (c *Client) fail(w http.ResponseWriter, r *http.Request, status int, reason, msg, retry string, err error) {
+	c.signInFailed(r, reason, slog.LevelWarn, "status", status, "err", err)
 	c.page(w, status, "Sign-in failed", msg, retry)
+}
+
+// signInFailed counts a failed sign-in and logs its sign_in_failed audit event;
+// args are extra detail (never a token, code, verifier or cookie).
+func (c *Client) signInFailed(r *http.Request, reason string, level slog.Level, args ...any) {
+	c.metrics.signIn(reason)
+	args = append([]any{slog.String("audit", "sign_in_failed"), slog.String("reason", reason), slog.String("ip", remoteIP(r))}, args...)
+	c.log.Log(r.Context(), level, "login: callback: sign-in failed", args...)
 }
 
 // tokenError keeps only the RFC 6749 §5.2 fields of a token-endpoint error;

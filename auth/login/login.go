@@ -200,8 +200,13 @@ type Options struct {
 	// when sign-out needs it as id_token_hint (an issuer with an
 	// end_session_endpoint and no EndIssuerSession).
 	KeepIDToken bool
-	// Logger receives flow failures; nil discards.
+	// Logger receives flow failures and the audit events sign_in,
+	// sign_in_failed, sign_out and refresh_refused (records carrying an
+	// "audit" attribute); nil discards.
 	Logger *slog.Logger
+	// Metrics records sign-ins, sign-outs and refreshes; nil records
+	// nothing.
+	Metrics *Metrics
 	// Now is the clock for token and cookie expiry; nil means time.Now.
 	Now func() time.Time
 }
@@ -223,6 +228,7 @@ type Client struct {
 	keepAccess   bool
 	keepID       bool
 	log          *slog.Logger
+	metrics      *Metrics
 	now          func() time.Time
 
 	errorPage *template.Template
@@ -266,6 +272,7 @@ func New(cfg Config, opts Options) (*Client, error) {
 		keepAccess:   opts.KeepAccessToken,
 		keepID:       opts.KeepIDToken,
 		log:          opts.Logger,
+		metrics:      opts.Metrics,
 		now:          opts.Now,
 	}
 	if c.issuer == "" || c.issuer == IssuerBuiltin {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"sync"
@@ -33,26 +34,68 @@ var ErrNotReady = errors.New("login: issuer discovery has not succeeded yet")
 func (c *Client) Refresh(ctx context.Context, d *session.Data) (*session.Data, error) {
 	disc := c.disc.Load()
 	if disc == nil {
+		c.metrics.refresh(refreshError)
 		return nil, ErrNotReady
 	}
 	if d == nil || d.RefreshToken == "" {
-		return nil, fmt.Errorf("login: refresh: no refresh token: %w", auth.ErrUnauthenticated)
+		err := &refusal{reason: refuseNoRefreshToken, err: fmt.Errorf("login: refresh: no refresh token: %w", auth.ErrUnauthenticated)}
+		c.recordRefresh(ctx, d, err)
+		return nil, err
 	}
 	f, leader := c.flights.join(d.RefreshToken, c.now())
 	if leader {
 		// The shared refresh must not die with the first caller's request.
 		res, err := c.refresh(context.WithoutCancel(ctx), disc, d)
 		c.flights.finish(d.RefreshToken, f, res, err, c.now())
+		c.recordRefresh(ctx, d, err)
 	}
 	select {
 	case <-f.done:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("login: refresh: %w", ctx.Err())
 	}
+	if !leader {
+		c.metrics.refresh(refreshShared)
+	}
 	if f.err != nil {
 		return nil, f.err
 	}
 	return cloneData(f.res), nil
+}
+
+// refusal is a refresh that can never succeed (it wraps
+// auth.ErrUnauthenticated); reason names why in the refresh_refused audit
+// event, code is the issuer's RFC 6749 error code when it sent one.
+type refusal struct {
+	reason, code string
+	err          error
+}
+
+func (e *refusal) Error() string { return e.err.Error() }
+func (e *refusal) Unwrap() error { return e.err }
+
+// recordRefresh counts the outcome of a refresh this process ran and logs
+// the refresh_refused audit event. Temporary errors are the caller's to
+// log: it decides whether the session survives them.
+func (c *Client) recordRefresh(ctx context.Context, d *session.Data, err error) {
+	var rf *refusal
+	switch {
+	case err == nil:
+		c.metrics.refresh(refreshSuccess)
+	case errors.As(err, &rf):
+		c.metrics.refresh(refreshRefused)
+		attrs := []slog.Attr{slog.String("audit", "refresh_refused"), slog.String("reason", rf.reason)}
+		if d != nil {
+			attrs = append(attrs, slog.String("sub", d.Identity.Subject))
+		}
+		if isErrorCode(rf.code) {
+			attrs = append(attrs, slog.String("error", rf.code))
+		}
+		attrs = append(attrs, slog.Any("err", err))
+		c.log.LogAttrs(ctx, slog.LevelWarn, "login: token refresh refused; the session cannot continue", attrs...)
+	default:
+		c.metrics.refresh(refreshError)
+	}
 }
 
 func cloneData(d *session.Data) *session.Data {
@@ -122,12 +165,14 @@ func (c *Client) refresh(ctx context.Context, disc *discovered, d *session.Data)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {
-			return nil, fmt.Errorf("login: refresh: %w: %w", tokenError(re), auth.ErrUnauthenticated)
+			return nil, &refusal{reason: refuseIssuer, code: re.ErrorCode,
+				err: fmt.Errorf("login: refresh: %w: %w", tokenError(re), auth.ErrUnauthenticated)}
 		}
 		return nil, fmt.Errorf("login: refresh: %w", err)
 	}
 	if tok.AccessToken == "" {
-		return nil, fmt.Errorf("login: refresh: token response without access_token: %w", auth.ErrUnauthenticated)
+		return nil, &refusal{reason: refuseNoAccessToken,
+			err: fmt.Errorf("login: refresh: token response without access_token: %w", auth.ErrUnauthenticated)}
 	}
 	out := *d
 	out.Identity.Groups = append([]string(nil), d.Identity.Groups...)
@@ -139,19 +184,20 @@ func (c *Client) refresh(ctx context.Context, disc *discovered, d *session.Data)
 	if rawID, _ := tok.Extra("id_token").(string); rawID != "" {
 		idt, err := disc.verifier.Verify(ctx, rawID)
 		if err != nil {
-			return nil, fmt.Errorf("login: refresh: id token: %w: %w", err, auth.ErrUnauthenticated)
+			return nil, &refusal{reason: refuseIDToken, err: fmt.Errorf("login: refresh: id token: %w: %w", err, auth.ErrUnauthenticated)}
 		}
 		if idt.Issuer != d.Identity.Issuer || idt.Subject != d.Identity.Subject {
-			return nil, fmt.Errorf("login: refresh: id token is for another subject or issuer: %w", auth.ErrUnauthenticated)
+			return nil, &refusal{reason: refuseSubject,
+				err: fmt.Errorf("login: refresh: id token is for another subject or issuer: %w", auth.ErrUnauthenticated)}
 		}
 		if idt.AccessTokenHash != "" {
 			if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-				return nil, fmt.Errorf("login: refresh: %w: %w", err, auth.ErrUnauthenticated)
+				return nil, &refusal{reason: refuseIDToken, err: fmt.Errorf("login: refresh: %w: %w", err, auth.ErrUnauthenticated)}
 			}
 		}
 		var claims map[string]any
 		if err := idt.Claims(&claims); err != nil {
-			return nil, fmt.Errorf("login: refresh: id token claims: %w: %w", err, auth.ErrUnauthenticated)
+			return nil, &refusal{reason: refuseIDToken, err: fmt.Errorf("login: refresh: id token claims: %w: %w", err, auth.ErrUnauthenticated)}
 		}
 		id := c.IdentityFromClaims(claims)
 		id.Expiry, id.Method = d.Identity.Expiry, d.Identity.Method
@@ -183,10 +229,14 @@ func (c *Client) SignOut(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	rd := CleanReturnTarget(r.FormValue("rd"), c.allowedHosts)
 	var idToken string
+	attrs := []slog.Attr{slog.String("audit", "sign_out")}
 	if d, err := c.sessions.Load(r); err == nil {
 		idToken = d.IDToken
+		attrs = append(attrs, slog.String("sub", d.Identity.Subject))
 	}
 	c.sessions.Clear(w, r)
+	c.metrics.signOut()
+	c.log.LogAttrs(r.Context(), slog.LevelInfo, "login: signed out", append(attrs, slog.String("ip", remoteIP(r)))...)
 	if c.endIssuer != nil {
 		c.endIssuer(w, r)
 		http.Redirect(w, r, c.local(rd), http.StatusFound)
