@@ -136,7 +136,7 @@ func unsigned(header, claims map[string]any) string {
 // discovery document, key set and introspection answers are set by the
 // test, and it counts the requests it serves per path.
 type fakeOP struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 
 	mu     sync.Mutex
@@ -149,7 +149,7 @@ type fakeOP struct {
 	introspected url.Values
 }
 
-func newFakeOP(t *testing.T, keys ...signingKey) *fakeOP {
+func newFakeOP(t testing.TB, keys ...signingKey) *fakeOP {
 	t.Helper()
 	op := &fakeOP{t: t, tokens: map[string]map[string]any{}, counts: map[string]int{}}
 	for _, k := range keys {
