@@ -230,7 +230,8 @@ func (v *Verifier) Discover(ctx context.Context) error {
 		}
 	}
 	algs := v.algorithms
-	if algs == nil {
+	if len(algs) == 0 {
+		algs = nil
 		for _, a := range slices.Concat(meta.IDTokenAlgs, meta.AccessTokenAlgs) {
 			if slices.Contains(knownAlgorithms, a) && !slices.Contains(algs, a) {
 				algs = append(algs, a)
