@@ -13,6 +13,7 @@
 #   CONNECTIONS  wrk connections (default 64)
 #   PATHS        request kinds to run, in order (default: cookie bearer unauth
 #                browser public fwdauth download)
+#   DOWNLOADS    100 MiB downloads per target per round (default 3)
 #   SERVER_CPU   CPU for upstream and proxies (default 0)
 #   LOAD_CPU     CPU for wrk and curl (default 1)
 #   MAX_SECONDS  hard limit for the whole run, build included (default 600)
@@ -27,6 +28,7 @@ PATHS=${PATHS:-cookie bearer unauth browser public fwdauth download}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 MAX_SECONDS=${MAX_SECONDS:-600}
+DOWNLOADS=${DOWNLOADS:-3}
 KEEP=${KEEP:-0}
 DOWNLOAD_MIB=100
 
@@ -78,10 +80,11 @@ fail() {
   exit 1
 }
 
-for n in "$DURATION" "$ROUNDS" "$CONNECTIONS" "$SERVER_CPU" "$LOAD_CPU" "$MAX_SECONDS"; do
-  [[ "$n" =~ ^[0-9]+$ ]] || fail "DURATION, ROUNDS, CONNECTIONS, SERVER_CPU, LOAD_CPU and MAX_SECONDS must be whole numbers (got \"$n\")"
+for n in "$DURATION" "$ROUNDS" "$CONNECTIONS" "$DOWNLOADS" "$SERVER_CPU" "$LOAD_CPU" "$MAX_SECONDS"; do
+  [[ "$n" =~ ^[0-9]+$ ]] || fail "DURATION, ROUNDS, CONNECTIONS, DOWNLOADS, SERVER_CPU, LOAD_CPU and MAX_SECONDS must be whole numbers (got \"$n\")"
 done
-[ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNECTIONS" -ge 1 ] || fail "DURATION, ROUNDS and CONNECTIONS must be at least 1"
+[ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNECTIONS" -ge 1 ] && [ "$DOWNLOADS" -ge 1 ] ||
+  fail "DURATION, ROUNDS, CONNECTIONS and DOWNLOADS must be at least 1"
 for p in $PATHS; do
   case "$p" in cookie | bearer | unauth | browser | public | fwdauth | download) ;;
   *) fail "PATHS: unknown \"$p\" (want cookie, bearer, unauth, browser, public, fwdauth, download)" ;;
@@ -351,7 +354,12 @@ for r in $(seq 1 "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then order="direct bare portcullis"; else order="portcullis bare direct"; fi
   for p in $PATHS; do
     for t in $order; do
-      if [ "$p" = download ]; then run_download "$t" "$r"; else run_wrk "$p" "$t" "$r"; fi
+      if [ "$p" = download ]; then
+        # A download takes well under a second: take several per round.
+        for _ in $(seq 1 "$DOWNLOADS"); do run_download "$t" "$r"; done
+      else
+        run_wrk "$p" "$t" "$r"
+      fi
     done
   done
   log "round $r/$ROUNDS done ($(($(date +%s) - T0)) s)"
@@ -401,10 +409,10 @@ report() {
   echo "## Portcullis load benchmark"
   echo
   echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), commit $GIT, $(go version | cut -d' ' -f3), Linux $(uname -r), $NCPU × $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-  echo "- wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds alternating direct/bare/portcullis then portcullis/bare/direct; every figure is the median over rounds (non-2xx: sum)"
+  echo "- wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds alternating direct/bare/portcullis then portcullis/bare/direct; downloads: curl, $DOWNLOADS per target per round; every figure is the median over rounds (non-2xx: sum)"
   echo "- **Pinning (taskset):** upstream, bare proxy and Portcullis on CPU $SERVER_CPU (Cpus_allowed_list: upstream $AFF_UP, bare $AFF_BARE, portcullis $AFF_PC, so Go runs them with GOMAXPROCS=1); wrk and curl on CPU $LOAD_CPU"
   echo "- Portcullis: built-in issuer, cookie session store, \`log.level: warn\`; session cookie header $COOKIE_BYTES bytes; bearer = client_credentials access token (RS256 JWT)"
-  echo "- load average at start $LOAD_START, at end $LOAD_END (other work on this machine shows up as noise)"
+  echo "- load average at start $LOAD_START, at end $LOAD_END. Nothing else on the machine is stopped for the run, so other work shows up as noise: trust the ratios within one run more than absolute numbers across runs"
   echo
   echo "| request | status d/b/p | direct req/s | bare req/s | portcullis req/s | P ÷ bare | P ÷ direct | p50 ms d / b / p | p99 ms d / b / p | p99 P ÷ bare | non-2xx/3xx P | CPU µs/req bare | CPU µs/req P | RSS MiB bare / P |"
   echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
@@ -454,6 +462,18 @@ report() {
   if has bearer; then target "bearer p99 ÷ bare p99 at $CONNECTIONS connections" "$(ratio "${M[bearer,portcullis,p99]}" "${M[bearer,bare,p99]}")" "<=" 1.2 ""; fi
   if has download; then target "download MiB/s ÷ bare" "$(ratio "${M[download,portcullis,val]}" "${M[download,bare,val]}")" ">=" 1.0 ""; fi
   target "Portcullis RSS under load (largest mid-run sample)" "$(awk -v k="$RSS_MAX_PC" 'BEGIN { print k / 1024 }')" "<=" 25 " MiB"
+  echo
+  echo "### Every run (req/s, download MiB/s), in round order"
+  echo
+  echo "| request | direct | bare | portcullis |"
+  echo "|---|---|---|---|"
+  for p in $PATHS; do
+    printf '| %s |' "$(label "$p")"
+    for t in direct bare portcullis; do
+      printf ' %s |' "$(awk -v p="$p" -v t="$t" -F'\t' '$1 == p && $2 == t { printf "%s%.0f", (n++ ? " · " : ""), $4 }' "$RES")"
+    done
+    echo
+  done
 }
 
 report >"$TMP/report.md"

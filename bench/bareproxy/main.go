@@ -6,6 +6,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -54,7 +56,15 @@ func main() {
 			ExpectContinueTimeout: time.Second,
 		},
 		BufferPool: newBufferPool(),
-		ErrorLog:   log.New(os.Stderr, "bareproxy: ", 0),
+		// wrk drops its connections mid-request when a run ends; logging
+		// each of those would be noise, as it is in Portcullis (which logs
+		// at warn in the benchmark).
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if !errors.Is(err, context.Canceled) {
+				fmt.Fprintf(os.Stderr, "bareproxy: %s %s: %v\n", r.Method, r.URL.Path, err)
+			}
+			w.WriteHeader(http.StatusBadGateway)
+		},
 	}
 	srv := &http.Server{
 		Addr:              *listen,
