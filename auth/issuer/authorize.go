@@ -55,6 +55,7 @@ func (i *Issuer) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := r.ParseForm(); err != nil {
+		i.metrics.tokenError("authorize", errInvalidRequest, unknownClient)
 		i.errorPage(w, r, http.StatusBadRequest, "The sign-in request is malformed.", err)
 		return
 	}
@@ -66,11 +67,13 @@ func (i *Issuer) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	clientID := q.Get("client_id")
 	c, ok := s.clients[clientID]
 	if !ok || len(q["client_id"]) != 1 {
+		i.metrics.tokenError("authorize", errInvalidClient, unknownClient)
 		i.errorPage(w, r, http.StatusBadRequest, "The application that sent you here is not registered.", fmt.Errorf("unknown client_id %q", clientID))
 		return
 	}
 	redirectURI := q.Get("redirect_uri")
 	if len(q["redirect_uri"]) != 1 || !c.redirectAllowed(redirectURI) {
+		i.metrics.tokenError("authorize", errInvalidRequest, c.ID)
 		i.errorPage(w, r, http.StatusBadRequest, "The application sent you here with a return address it has not registered.", fmt.Errorf("client %q: unregistered redirect_uri", clientID))
 		return
 	}
@@ -336,6 +339,7 @@ func (i *Issuer) finishAuthorize(w http.ResponseWriter, r *http.Request, s *stat
 		return
 	}
 	v.Set("id_token", idt)
+	i.tokenGranted(ctx, r, GrantImplicit, c.ID, user.Username)
 	i.redirectResponse(w, r, ar, v)
 }
 

@@ -86,6 +86,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // endpoints as RFC 6749 §5.2 says.
 func (i *Issuer) writeTokenError(w http.ResponseWriter, r *http.Request, err error) {
 	e := asOAuth(err)
+	s := i.state.Load()
+	i.metrics.tokenError(i.endpointOf(r), e.code, clientLabel(s, knownClientID(r, s)))
 	if e.status >= 500 {
 		i.log.ErrorContext(r.Context(), "issuer: request failed", "path", r.URL.Path, "err", e.err)
 	} else if e.err != nil {
@@ -108,6 +110,7 @@ func (i *Issuer) writeTokenError(w http.ResponseWriter, r *http.Request, err err
 // with state (RFC 6749 §4.1.2.1), in the query or the fragment.
 func (i *Issuer) redirectError(w http.ResponseWriter, r *http.Request, ar *authRequest, err error) {
 	e := asOAuth(err)
+	i.metrics.tokenError("authorize", e.code, clientLabel(i.state.Load(), ar.ClientID))
 	if e.status >= 500 {
 		i.log.ErrorContext(r.Context(), "issuer: authorization failed", "client_id", ar.ClientID, "err", e.err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
 
@@ -36,7 +37,7 @@ func (i *Issuer) grantCode(ctx context.Context, r *http.Request, s *state, c *cl
 		return nil, internalErr(err)
 	}
 	if rec.Used {
-		return nil, i.codeReplayed(ctx, s, rec)
+		return nil, i.codeReplayed(ctx, s, rec, clientIP(r))
 	}
 	// The code is bound to client, redirect_uri and challenge; a mismatch
 	// does not burn it, so a stolen code cannot be used to lock out the
@@ -53,7 +54,7 @@ func (i *Issuer) grantCode(ctx context.Context, r *http.Request, s *state, c *cl
 	rec, err = i.st.RedeemCode(ctx, id, now)
 	switch {
 	case errors.Is(err, store.ErrReused):
-		return nil, i.codeReplayed(ctx, s, rec)
+		return nil, i.codeReplayed(ctx, s, rec, clientIP(r))
 	case errors.Is(err, store.ErrNotFound):
 		return nil, invalid("the code is invalid or expired")
 	case err != nil:
@@ -85,8 +86,9 @@ func (i *Issuer) grantCode(ctx context.Context, r *http.Request, s *state, c *cl
 }
 
 // codeReplayed revokes what the first redemption issued (RFC 6749
-// §4.1.2: the code was probably stolen) and refuses.
-func (i *Issuer) codeReplayed(ctx context.Context, s *state, rec store.Code) error {
+// §4.1.2: the code was probably stolen) and refuses. ip is the replaying
+// request's.
+func (i *Issuer) codeReplayed(ctx context.Context, s *state, rec store.Code, ip string) error {
 	now := i.now()
 	if err := i.st.Revoke(ctx, rec.FamilyID, now.Add(s.tokens.familyRevocationTTL())); err != nil {
 		return internalErr(err)
@@ -94,7 +96,9 @@ func (i *Issuer) codeReplayed(ctx context.Context, s *state, rec store.Code) err
 	if err := i.st.Revoke(ctx, rec.AccessJTI, now.Add(s.tokens.AccessTTL)); err != nil {
 		return internalErr(err)
 	}
-	i.log.WarnContext(ctx, "issuer: authorization code replayed; revoked the tokens it issued", "client_id", rec.ClientID, "sub", rec.Subject)
+	i.metrics.revoked(revokeCodeReplay)
+	i.audit(ctx, slog.LevelWarn, "code_replay_detected", "issuer: authorization code replayed; revoked the tokens it issued",
+		slog.String("client_id", rec.ClientID), slog.String("sub", rec.Subject), slog.String("ip", ip))
 	return newErr(http.StatusBadRequest, errInvalidGrant, "the code was already used")
 }
 

@@ -37,7 +37,7 @@ func (i *Issuer) grantPassword(ctx context.Context, r *http.Request, s *state, c
 	if err != nil {
 		return nil, err
 	}
-	u, err := i.authenticateUser(ctx, s, f.Get("username"), f.Get("password"), clientIP(r))
+	u, err := i.authenticateUser(ctx, s, f.Get("username"), f.Get("password"), clientIP(r), c.ID)
 	var te *throttledError
 	switch {
 	case errors.As(err, &te):

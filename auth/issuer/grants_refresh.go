@@ -3,6 +3,7 @@ package issuer
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
 
@@ -31,7 +32,7 @@ func (i *Issuer) grantRefresh(ctx context.Context, r *http.Request, s *state, c 
 		return nil, invalid("the refresh token was issued to another client")
 	}
 	if rec.Used {
-		return nil, i.refreshReused(ctx, s, rec)
+		return nil, i.refreshReused(ctx, s, rec, clientIP(r))
 	}
 	// A reload may have taken scopes away from the client since.
 	for _, sc := range rec.Scopes {
@@ -58,7 +59,7 @@ func (i *Issuer) grantRefresh(ctx context.Context, r *http.Request, s *state, c 
 	old, err := i.st.RotateRefresh(ctx, id, next, now)
 	switch {
 	case errors.Is(err, store.ErrReused):
-		return nil, i.refreshReused(ctx, s, old)
+		return nil, i.refreshReused(ctx, s, old, clientIP(r))
 	case errors.Is(err, store.ErrNotFound):
 		return nil, invalid("the refresh token is invalid, expired or revoked")
 	case err != nil:
@@ -73,11 +74,14 @@ func (i *Issuer) grantRefresh(ctx context.Context, r *http.Request, s *state, c 
 	return resp, nil
 }
 
-// refreshReused revokes the family of a rotated-out token presented again.
-func (i *Issuer) refreshReused(ctx context.Context, s *state, rec store.RefreshToken) error {
+// refreshReused revokes the family of a rotated-out token presented again;
+// ip is the presenting request's.
+func (i *Issuer) refreshReused(ctx context.Context, s *state, rec store.RefreshToken, ip string) error {
 	if err := i.st.Revoke(ctx, rec.FamilyID, i.now().Add(s.tokens.familyRevocationTTL())); err != nil {
 		return internalErr(err)
 	}
-	i.log.WarnContext(ctx, "issuer: rotated-out refresh token presented again; revoked its family", "client_id", rec.ClientID, "sub", rec.Subject)
+	i.metrics.revoked(revokeRefreshReuse)
+	i.audit(ctx, slog.LevelWarn, "refresh_reuse_detected", "issuer: rotated-out refresh token presented again; revoked its family",
+		slog.String("client_id", rec.ClientID), slog.String("sub", rec.Subject), slog.String("ip", ip))
 	return newErr(http.StatusBadRequest, errInvalidGrant, "the refresh token was already used")
 }

@@ -114,6 +114,13 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 
 func newEnvWith(t *testing.T, cfg Config, st store.Store, clk *clock) *env {
 	t.Helper()
+	return newEnvOpts(t, cfg, st, clk, Options{})
+}
+
+// newEnvOpts is newEnvWith with opts' Logger and Metrics; PublicURL, Store
+// and Now are the env's.
+func newEnvOpts(t *testing.T, cfg Config, st store.Store, clk *clock, opts Options) *env {
+	t.Helper()
 	var h http.Handler = http.NotFoundHandler()
 	var mu sync.RWMutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -137,7 +144,8 @@ func newEnvWith(t *testing.T, cfg Config, st store.Store, clk *clock) *env {
 		}
 	}
 	pub, _ := url.Parse("https://portcullis.example.com")
-	iss, err := New(t.Context(), cfg, Options{PublicURL: pub, Store: st, Now: clk.Now})
+	opts.PublicURL, opts.Store, opts.Now = pub, st, clk.Now
+	iss, err := New(t.Context(), cfg, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -1,7 +1,9 @@
 package issuer
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -115,6 +117,7 @@ func (i *Issuer) handleRevoke(w http.ResponseWriter, r *http.Request) {
 					i.writeTokenError(w, r, internalErr(err))
 					return
 				}
+				i.tokenRevoked(ctx, r, c.ID, claims.Sub, "access_token")
 			}
 		}
 	} else if len(tok) <= 100 {
@@ -128,8 +131,17 @@ func (i *Issuer) handleRevoke(w http.ResponseWriter, r *http.Request) {
 				i.writeTokenError(w, r, internalErr(err))
 				return
 			}
+			i.tokenRevoked(ctx, r, c.ID, rec.Subject, "refresh_token")
 		}
 	}
 	noStore(w)
 	w.WriteHeader(http.StatusOK)
+}
+
+// tokenRevoked counts a revocation at the revocation endpoint and logs its
+// audit event; typ is access_token or refresh_token (its whole family).
+func (i *Issuer) tokenRevoked(ctx context.Context, r *http.Request, clientID, sub, typ string) {
+	i.metrics.revoked(revokeRequest)
+	i.audit(ctx, slog.LevelInfo, "token_revoked", "issuer: token revoked at the client's request",
+		slog.String("client_id", clientID), slog.String("sub", sub), slog.String("token_type", typ), slog.String("ip", clientIP(r)))
 }

@@ -67,8 +67,15 @@ type Options struct {
 	// Store holds codes, tokens, keys and sessions. Required; the caller
 	// owns it (Close does not close it) and keeps it across reloads.
 	Store store.Store
-	// Logger receives start-up warnings and internal errors. Nil discards.
+	// Logger receives start-up warnings, internal errors and the audit
+	// events (records with an "audit" attribute: token_granted,
+	// token_refused, login, login_failed, login_throttled, token_revoked,
+	// refresh_reuse_detected, code_replay_detected, key_rotated,
+	// login_session_ended). Nil discards.
 	Logger *slog.Logger
+	// Metrics records tokens, errors, sign-ins, throttling, revocations and
+	// key rotations. Nil records nothing.
+	Metrics *Metrics
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 }
@@ -81,12 +88,13 @@ type Issuer struct {
 	secure     bool
 	cookiePath string
 
-	st   store.Store
-	log  *slog.Logger
-	now  func() time.Time
-	keys *keyring
-	tmpl *template.Template
-	mux  *http.ServeMux
+	st      store.Store
+	log     *slog.Logger
+	metrics *Metrics
+	now     func() time.Time
+	keys    *keyring
+	tmpl    *template.Template
+	mux     *http.ServeMux
 
 	reloadMu sync.Mutex
 	state    atomic.Pointer[state]
@@ -140,6 +148,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Issuer, error) {
 		publicURL: strings.TrimSuffix(opts.PublicURL.String(), "/"),
 		st:        opts.Store,
 		log:       opts.Logger,
+		metrics:   opts.Metrics,
 		now:       opts.Now,
 	}
 	if i.log == nil {
@@ -178,7 +187,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Issuer, error) {
 		return nil, err
 	}
 	i.state.Store(s)
-	i.keys, err = newKeyring(ctx, i.st, cfg.Keys, s.tokens.maxSignedTTL(), i.now, i.log)
+	i.keys, err = newKeyring(ctx, i.st, cfg.Keys, s.tokens.maxSignedTTL(), i.now, i.log, i.metrics)
 	if err != nil {
 		return nil, err
 	}

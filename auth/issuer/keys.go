@@ -51,9 +51,10 @@ type signingKey struct {
 // and deletes them in the store, and keeps a parsed copy for signing and
 // verifying.
 type keyring struct {
-	st  store.Store
-	now func() time.Time
-	log *slog.Logger
+	st      store.Store
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *Metrics
 
 	mu          sync.Mutex
 	alg         string
@@ -63,8 +64,8 @@ type keyring struct {
 	loadedAt    time.Time
 }
 
-func newKeyring(ctx context.Context, st store.Store, kc KeysConfig, retain time.Duration, now func() time.Time, log *slog.Logger) (*keyring, error) {
-	kr := &keyring{st: st, now: now, log: log}
+func newKeyring(ctx context.Context, st store.Store, kc KeysConfig, retain time.Duration, now func() time.Time, log *slog.Logger, m *Metrics) (*keyring, error) {
+	kr := &keyring{st: st, now: now, log: log, metrics: m}
 	kr.configure(kc, retain)
 	if _, err := kr.current(ctx); err != nil {
 		return nil, err
@@ -161,7 +162,9 @@ func (kr *keyring) rotateLocked(ctx context.Context, now time.Time) (*signingKey
 		if err := kr.st.PutKey(ctx, rec); err != nil {
 			return nil, fmt.Errorf("issuer: storing new signing key: %w", err)
 		}
-		kr.log.InfoContext(ctx, "issuer: new signing key", "kid", rec.ID, "alg", rec.Algorithm)
+		kr.metrics.rotated()
+		kr.log.LogAttrs(ctx, slog.LevelInfo, "issuer: new signing key",
+			slog.String("audit", "key_rotated"), slog.String("kid", rec.ID), slog.String("alg", rec.Algorithm))
 		for _, k := range kr.keys {
 			if k.rec.RetiredAt.IsZero() {
 				k.rec.RetiredAt = now

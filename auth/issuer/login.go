@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
@@ -83,8 +85,14 @@ func (i *Issuer) EndLoginSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ck.Value != "" && len(ck.Value) <= 100 {
-		if err := i.st.DeleteLoginSession(r.Context(), hashID(ck.Value)); err != nil {
-			i.log.ErrorContext(r.Context(), "issuer: ending login session", "err", err)
+		ctx, id := r.Context(), hashID(ck.Value)
+		// Read first only to name the user in the audit trail.
+		sess, gerr := i.st.GetLoginSession(ctx, id, i.now())
+		if err := i.st.DeleteLoginSession(ctx, id); err != nil {
+			i.log.ErrorContext(ctx, "issuer: ending login session", "err", err)
+		} else if gerr == nil {
+			i.audit(ctx, slog.LevelInfo, "login_session_ended", "issuer: login session ended",
+				slog.String("sub", sess.Subject), slog.String("ip", clientIP(r)))
 		}
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -178,7 +186,7 @@ func (i *Issuer) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, i.path+pathLogin+"?req="+url.QueryEscape(id)+"&e="+e, http.StatusSeeOther)
 	}
 
-	user, err := i.authenticateUser(ctx, s, r.PostForm.Get("username"), r.PostForm.Get("password"), clientIP(r))
+	user, err := i.authenticateUser(ctx, s, r.PostForm.Get("username"), r.PostForm.Get("password"), clientIP(r), c.ID)
 	var te *throttledError
 	switch {
 	case errors.As(err, &te):
@@ -219,15 +227,26 @@ func (i *Issuer) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 var errBadCredentials = errors.New("issuer: bad credentials")
 
 // authenticateUser checks a username and password under the sign-in
-// throttle shared by the login form and the password grant.
-func (i *Issuer) authenticateUser(ctx context.Context, s *state, username, password, ip string) (*UserConfig, error) {
+// throttle shared by the login form and the password grant. clientID is
+// the client the sign-in is for, for the audit trail.
+func (i *Issuer) authenticateUser(ctx context.Context, s *state, username, password, ip, clientID string) (*UserConfig, error) {
+	// The attempted username belongs in an audit trail; the password never.
+	who := []slog.Attr{optional("username", username), slog.String("ip", ip), slog.String("client_id", clientID)}
 	if username == "" || len(username) > maxUsernameLen || len(password) > 1024 {
 		// Too long for bcrypt anyway; no point counting it against anyone.
+		i.metrics.login(loginFailure)
+		if len(username) > maxUsernameLen {
+			who[0] = slog.Attr{}
+		}
+		i.audit(ctx, slog.LevelWarn, "login_failed", "issuer: sign-in failed", append(who, slog.String("reason", "invalid_input"))...)
 		return nil, errBadCredentials
 	}
-	if wait, err := i.throttleWait(ctx, username, ip); err != nil {
+	if wait, keys, err := i.throttleWait(ctx, username, ip); err != nil {
 		return nil, err
 	} else if wait > 0 {
+		i.metrics.login(loginThrottled, keys...)
+		i.audit(ctx, slog.LevelWarn, "login_throttled", "issuer: sign-in refused: too many failed attempts",
+			append(who, slog.String("reason", strings.Join(keys, ",")), slog.String("retry_after", wait.String()))...)
 		return nil, &throttledError{retryAfter: wait}
 	}
 	u, ok := s.users.lookup(ctx, username)
@@ -241,11 +260,17 @@ func (i *Issuer) authenticateUser(ctx context.Context, s *state, username, passw
 		if rerr := i.recordFailure(ctx, username, ip); rerr != nil {
 			return nil, rerr
 		}
+		i.metrics.login(loginFailure)
+		// Deliberately the same reason for an unknown user and a wrong
+		// password, like the page the user sees.
+		i.audit(ctx, slog.LevelWarn, "login_failed", "issuer: sign-in failed", append(who, slog.String("reason", "bad_credentials"))...)
 		return nil, errBadCredentials
 	}
 	if err := i.st.ClearThrottle(ctx, userKey(username)); err != nil {
 		return nil, fmt.Errorf("issuer: clearing throttle: %w", err)
 	}
+	i.metrics.login(loginSuccess)
+	i.audit(ctx, slog.LevelInfo, "login", "issuer: signed in", slog.String("sub", u.Username), slog.String("ip", ip), slog.String("client_id", clientID))
 	return u, nil
 }
 

@@ -31,21 +31,26 @@ func userKey(username string) string { return "user:" + username }
 func ipKey(ip string) string         { return "ip:" + ip }
 
 // throttleWait returns how long the caller must wait before a sign-in for
-// username from ip is checked at all; 0 means go ahead.
-func (i *Issuer) throttleWait(ctx context.Context, username, ip string) (time.Duration, error) {
+// username from ip is checked at all (0 means go ahead) and which counters,
+// "user" and/or "ip", impose a wait.
+func (i *Issuer) throttleWait(ctx context.Context, username, ip string) (time.Duration, []string, error) {
 	now := i.now()
 	var wait time.Duration
+	var keys []string
 	for _, k := range []struct {
-		key   string
-		limit int
-	}{{userKey(username), userFailures}, {ipKey(ip), ipFailures}} {
+		name, key string
+		limit     int
+	}{{"user", userKey(username), userFailures}, {"ip", ipKey(ip), ipFailures}} {
 		t, err := i.st.GetThrottle(ctx, k.key, now, failWindow)
 		if err != nil {
-			return 0, fmt.Errorf("issuer: reading throttle: %w", err)
+			return 0, nil, fmt.Errorf("issuer: reading throttle: %w", err)
 		}
-		wait = max(wait, delayFor(t, k.limit, now))
+		if d := delayFor(t, k.limit, now); d > 0 {
+			wait = max(wait, d)
+			keys = append(keys, k.name)
+		}
 	}
-	return wait, nil
+	return wait, keys, nil
 }
 
 // delayFor is the remaining wait for a counter: none below limit, then

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -26,7 +27,15 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+
+	// sub is whom the tokens are about, for the token_granted audit event.
+	sub string
 }
+
+// tokenAudit is what the token endpoint learnt about a request before it
+// succeeded or failed: the grant type once known to be one of ours, and the
+// configured client it names.
+type tokenAudit struct{ grant, clientID string }
 
 // parseBackChannelForm reads a POSTed form body for the token,
 // introspection and revocation endpoints; parameters in the URL are
@@ -110,19 +119,34 @@ func (c *client) secretMatches(secret string) bool {
 
 // handleToken is the token endpoint.
 func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
-	resp, err := i.token(r.Context(), w, r)
+	ctx := r.Context()
+	var a tokenAudit
+	resp, err := i.token(ctx, w, r, &a)
 	if err != nil {
+		e := asOAuth(err)
+		i.audit(ctx, slog.LevelWarn, "token_refused", "issuer: token request refused",
+			slog.String("error", e.code), optional("client_id", a.clientID), optional("grant", a.grant),
+			slog.String("ip", clientIP(r)), slog.Int("status", e.status), optional("description", e.desc))
 		i.writeTokenError(w, r, err)
 		return
 	}
+	i.tokenGranted(ctx, r, a.grant, a.clientID, resp.sub)
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (i *Issuer) token(ctx context.Context, w http.ResponseWriter, r *http.Request) (*tokenResponse, error) {
+// tokenGranted counts a token response and logs its audit event.
+func (i *Issuer) tokenGranted(ctx context.Context, r *http.Request, grant, clientID, sub string) {
+	i.metrics.tokenIssued(grant, clientID)
+	i.audit(ctx, slog.LevelInfo, "token_granted", "issuer: tokens issued",
+		slog.String("grant", grant), slog.String("client_id", clientID), slog.String("sub", sub), slog.String("ip", clientIP(r)))
+}
+
+func (i *Issuer) token(ctx context.Context, w http.ResponseWriter, r *http.Request, a *tokenAudit) (*tokenResponse, error) {
 	if err := parseBackChannelForm(w, r); err != nil {
 		return nil, err
 	}
 	s := i.state.Load()
+	a.clientID = knownClientID(r, s)
 	gt := r.PostForm.Get("grant_type")
 	if gt == "" {
 		return nil, newErr(http.StatusBadRequest, errInvalidRequest, "grant_type is missing")
@@ -130,6 +154,7 @@ func (i *Issuer) token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if gt == GrantImplicit || !slices.Contains(knownGrants, gt) {
 		return nil, newErr(http.StatusBadRequest, errUnsupportedGrantType, fmt.Sprintf("grant_type %q is not supported", gt))
 	}
+	a.grant = gt
 	c, err := i.authenticateClient(r, s, true)
 	if err != nil {
 		return nil, err
@@ -157,6 +182,7 @@ func (i *Issuer) issue(ctx context.Context, s *state, g grantInfo, withID bool) 
 		return nil, internalErr(err)
 	}
 	resp := &tokenResponse{
+		sub:         g.subject,
 		AccessToken: at,
 		TokenType:   "Bearer",
 		ExpiresIn:   int64(exp.Sub(i.now()).Round(time.Second).Seconds()),
