@@ -232,6 +232,9 @@ type deployConfig struct {
 	Session struct {
 		Secrets     []string `yaml:"secrets"`
 		SecretsFile string   `yaml:"secrets_file"`
+		Store       struct {
+			URL string `yaml:"url"`
+		} `yaml:"store"`
 	} `yaml:"session"`
 	Login struct {
 		Issuer           string `yaml:"issuer"`
@@ -244,6 +247,7 @@ type deployConfig struct {
 		} `yaml:"clients"`
 		Storage struct {
 			Type string `yaml:"type"`
+			URL  string `yaml:"url"`
 		} `yaml:"storage"`
 	} `yaml:"issuer"`
 	Upstreams []deployUpstream `yaml:"upstreams"`
@@ -550,7 +554,7 @@ func TestKubernetesDeployments(t *testing.T) {
 			checkPod(t, w)
 			if w.portcullis != nil {
 				nPortcullis++
-				checkPortcullisContainer(t, w)
+				checkPortcullisContainer(t, s, w)
 			}
 		})
 	}
@@ -638,7 +642,7 @@ func checkHardened(t *testing.T, c k8sContainer, pod k8sSecurity) {
 	}
 }
 
-func checkPortcullisContainer(t *testing.T, w *k8sWorkload) {
+func checkPortcullisContainer(t *testing.T, s *k8sSet, w *k8sWorkload) {
 	c, cfg := w.portcullis, w.config
 
 	// Explicit on the container, so that it holds whatever the pod says.
@@ -750,6 +754,39 @@ func checkPortcullisContainer(t *testing.T, w *k8sWorkload) {
 	for _, v := range k8sConfigVars(w.configText) {
 		if !env[v] {
 			t.Errorf("the config uses ${%s}, but container %q has no env %s", v, c.Name, v)
+		}
+	}
+
+	// Store URLs inside the cluster name a Service of these manifests
+	// and one of its ports.
+	for _, u := range []struct{ key, url string }{
+		{"session.store.url", cfg.Session.Store.URL},
+		{"issuer.storage.url", cfg.Issuer.Storage.URL},
+	} {
+		if u.url == "" {
+			continue
+		}
+		pu, err := url.Parse(k8sVarRef.ReplaceAllString(u.url, "${1}x"))
+		if err != nil {
+			t.Errorf("%s: %v", u.key, err)
+			continue
+		}
+		name, ns := pu.Hostname(), w.doc.Metadata.Namespace
+		if n, rest, dotted := strings.Cut(name, "."); dotted {
+			nsPart, suffix, _ := strings.Cut(rest, ".")
+			if suffix != "svc" && suffix != "svc.cluster.local" {
+				continue // outside the cluster
+			}
+			name, ns = n, nsPart
+		}
+		svc := s.find("Service", ns, name)
+		if svc == nil {
+			t.Errorf("%s host %q: no Service %s in %s", u.key, pu.Hostname(), k8sKey(ns, name), k8sDir)
+			continue
+		}
+		port := cmp.Or(pu.Port(), "6379")
+		if !slices.ContainsFunc(k8sDecodeSpec[k8sServiceSpec](t, svc).Ports, func(sp k8sServicePort) bool { return strconv.Itoa(sp.Port) == port }) {
+			t.Errorf("%s port %s: not a port of %v", u.key, port, svc)
 		}
 	}
 
@@ -1370,6 +1407,12 @@ func TestDockerfileBuildsStaticBinary(t *testing.T) {
 	}
 	if s := f.Section(".dynamic"); s != nil {
 		t.Errorf("binary has a .dynamic section")
+	}
+	// -s -w: no symbol table, no DWARF.
+	for _, name := range []string{".symtab", ".debug_info", ".zdebug_info"} {
+		if f.Section(name) != nil {
+			t.Errorf("binary has a %s section: build with -ldflags=\"-s -w\"", name)
+		}
 	}
 
 	// -trimpath: no build machine paths in the image.
