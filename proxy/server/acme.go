@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
@@ -108,6 +109,18 @@ func (m *acmeManager) tlsConfig() *tls.Config {
 }
 
 func (m *acmeManager) stop() { m.cache.Stop() }
+
+// notAfter is the latest expiry among the cached certificates for the first
+// domain; a renewal replaces the old certificate in the cache.
+func (m *acmeManager) notAfter() (time.Time, bool) {
+	var last time.Time
+	for _, c := range m.cache.AllMatchingCertificates(bareHost(m.cfg.Domains[0])) {
+		if c.Leaf != nil && c.Leaf.NotAfter.After(last) {
+			last = c.Leaf.NotAfter
+		}
+	}
+	return last, !last.IsZero()
+}
 
 // httpHandler answers HTTP-01 challenges and redirects everything else for
 // the managed domains to https on the main listener's port. Other hosts get

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestACMERedirectHandler(t *testing.T) {
@@ -216,7 +218,8 @@ func TestACMEWithPebble(t *testing.T) {
 		}},
 	}
 	var logs logRecorder
-	s, err := New(cfg, protoHandler(), Options{Logger: logs.logger()})
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, protoHandler(), Options{Logger: logs.logger(), Collectors: NewMetrics(reg)})
 	if err != nil {
 		t.Fatalf("New() = %v", err)
 	}
@@ -240,8 +243,12 @@ func TestACMEWithPebble(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || body != tt.want {
 			t.Errorf("%s GET https://%s/hello = %d %q, want 200 %q", tt.proto, domain, resp.StatusCode, body, tt.want)
 		}
-		if leaf := resp.TLS.PeerCertificates[0]; !slices.Contains(leaf.DNSNames, domain) {
+		leaf := resp.TLS.PeerCertificates[0]
+		if !slices.Contains(leaf.DNSNames, domain) {
 			t.Errorf("certificate DNS names = %v, want %s", leaf.DNSNames, domain)
+		}
+		if got, want := expirySeries(t, reg), float64(leaf.NotAfter.Unix()); len(got) != 1 || got[ModeACME] != want {
+			t.Errorf("expiry series = %v, want only acme=%v (the served leaf's NotAfter)", got, want)
 		}
 	}
 

@@ -36,6 +36,10 @@ type Options struct {
 	Hostnames []string
 	// Metrics is served at /metrics on Config.MetricsListen. Nil: 404.
 	Metrics http.Handler
+	// Collectors records the served certificate's expiry and the open
+	// connections; [Server.Start] makes it report this server. Nil records
+	// nothing.
+	Collectors *Metrics
 	// Ready reports readiness at /readyz. Nil: always ready (while not
 	// shutting down).
 	Ready func() bool
@@ -57,6 +61,7 @@ type Server struct {
 	// tlsCur is the per-mode TLS config handed to each new TLS connection;
 	// Reload swaps it, which leaves established connections untouched.
 	tlsCur          atomic.Pointer[tls.Config]
+	expiry          atomic.Pointer[certExpiry] // of the certificate tlsCur serves; nil with tls off
 	shutdownTimeout atomic.Int64
 	draining        atomic.Bool
 	// addrs is readable while Start waits for ACME with mu held.
@@ -111,6 +116,7 @@ func New(cfg Config, h http.Handler, opts Options) (*Server, error) {
 	s.cfg, s.files = cfg, files
 	if tc != nil {
 		s.tlsCur.Store(tc)
+		s.expiry.Store(s.expiryOf(cfg.TLS.Mode, files))
 	}
 	s.shutdownTimeout.Store(int64(cfg.Timeouts.Shutdown))
 	return s, nil
@@ -191,6 +197,7 @@ func (s *Server) Start(ctx context.Context) error {
 
 	s.serveErr = make(chan error, 3)
 	s.mainSrv = s.newHTTPServer(cfg, s.h, "http")
+	s.mainSrv.ConnState = s.opts.Collectors.connState()
 	if s.onShutdown != nil {
 		s.mainSrv.RegisterOnShutdown(s.onShutdown)
 	}
@@ -199,6 +206,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if httpLn != nil {
 		acme = newACMEManager(cfg.TLS.ACME, s.caRoots, httpLn.Addr(), mainLn.Addr(), s.log)
 		s.tlsCur.Store(acme.tlsConfig())
+		s.expiry.Store(&certExpiry{source: ModeACME, notAfter: acme.notAfter})
 		httpSrv = s.newHTTPServer(cfg, acme.httpHandler(mainLn.Addr()), "acme-http")
 		httpSrv.Protocols = new(http.Protocols)
 		httpSrv.Protocols.SetHTTP1(true)
@@ -221,6 +229,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.hasMetrics = metricsLn != nil
 	s.addrs.Store(&listenAddrs{main: mainLn.Addr(), metrics: lnAddr(metricsLn), http: lnAddr(httpLn)})
 	s.started = true
+	s.opts.Collectors.serve(s)
 
 	s.log.Info("listening", "addr", mainLn.Addr().String(), "tls", cfg.TLS.Mode)
 	if metricsLn != nil {
@@ -447,6 +456,7 @@ func (s *Server) Reload(cfg Config) error {
 		s.files = files
 		if tc != nil {
 			s.tlsCur.Store(tc)
+			s.expiry.Store(s.expiryOf(cfg.TLS.Mode, files))
 		}
 	}
 	s.cfg = next

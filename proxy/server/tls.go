@@ -98,6 +98,19 @@ func fingerprint(der []byte) string {
 	return b.String()
 }
 
+// expiryOf reports the certificate of the self-signed or files mode, for
+// the expiry metric. For files it follows each reload of the pair.
+func (s *Server) expiryOf(mode string, files *fileCert) *certExpiry {
+	switch {
+	case mode == ModeSelfSigned && s.selfSigned != nil:
+		leaf := s.selfSigned.Leaf
+		return &certExpiry{source: mode, notAfter: func() (time.Time, bool) { return leaf.NotAfter, true }}
+	case mode == ModeFiles && files != nil:
+		return &certExpiry{source: mode, notAfter: files.notAfter}
+	}
+	return nil
+}
+
 // fileCert serves a certificate from a cert/key file pair and picks up changes
 // on disk (cert-manager, a renewed Let's Encrypt pair) without a restart.
 type fileCert struct {
@@ -159,6 +172,15 @@ func (f *fileCert) load() (*tls.Certificate, error) {
 		return nil, fmt.Errorf("server: tls.cert_file %q with tls.key_file %q: %w", f.certFile, f.keyFile, err)
 	}
 	return &cert, nil
+}
+
+// notAfter is the expiry of the certificate being served.
+func (f *fileCert) notAfter() (time.Time, bool) {
+	c := f.cert.Load()
+	if c == nil || c.Leaf == nil {
+		return time.Time{}, false
+	}
+	return c.Leaf.NotAfter, true
 }
 
 func (f *fileCert) logLoaded(cert *tls.Certificate, msg string) {
