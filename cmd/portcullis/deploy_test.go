@@ -259,16 +259,16 @@ type deployUpstream struct {
 	URL  string `yaml:"url"`
 }
 
-// configFiles lists the config's *_file keys with their paths; secret
-// says whether the file holds a secret (and so must come from a Secret).
-func (c *deployConfig) configFiles() []struct {
+// deployFile is one *_file key of the config; secret says whether the file
+// holds a secret (and so must come from a Secret).
+type deployFile struct {
 	key, path string
 	secret    bool
-} {
-	type f = struct {
-		key, path string
-		secret    bool
-	}
+}
+
+// configFiles lists the config's *_file keys that are set.
+func (c *deployConfig) configFiles() []deployFile {
+	type f = deployFile
 	all := []f{
 		{"session.secrets_file", c.Session.SecretsFile, true},
 		{"login.client_secret_file", c.Login.ClientSecretFile, true},
@@ -551,10 +551,10 @@ func TestKubernetesDeployments(t *testing.T) {
 	nPortcullis := 0
 	for _, w := range ws {
 		t.Run(w.doc.file+"/"+w.doc.Metadata.Name, func(t *testing.T) {
-			checkPod(t, w)
+			k8sCheckPod(t, w)
 			if w.portcullis != nil {
 				nPortcullis++
-				checkPortcullisContainer(t, s, w)
+				k8sCheckPortcullis(t, s, w)
 			}
 		})
 	}
@@ -563,8 +563,8 @@ func TestKubernetesDeployments(t *testing.T) {
 	}
 }
 
-// checkPod checks what every Deployment here must have, whatever it runs.
-func checkPod(t *testing.T, w *k8sWorkload) {
+// k8sCheckPod checks what every Deployment here must have, whatever it runs.
+func k8sCheckPod(t *testing.T, w *k8sWorkload) {
 	sel := w.spec.Selector.MatchLabels
 	if len(sel) == 0 || !k8sSelects(sel, w.spec.Template.Metadata.Labels) {
 		t.Errorf("selector.matchLabels %v do not select the template's labels %v", sel, w.spec.Template.Metadata.Labels)
@@ -598,7 +598,7 @@ func checkPod(t *testing.T, w *k8sWorkload) {
 				}
 			}
 		}
-		checkHardened(t, c, w.pod.SecurityContext)
+		k8sCheckHardened(t, c, w.pod.SecurityContext)
 		for _, m := range c.VolumeMounts {
 			if !slices.ContainsFunc(w.pod.Volumes, func(v k8sVolume) bool { return v.Name == m.Name }) {
 				t.Errorf("container %q: volumeMount %q names no volume", c.Name, m.Name)
@@ -607,9 +607,9 @@ func checkPod(t *testing.T, w *k8sWorkload) {
 	}
 }
 
-// checkHardened checks the container's effective security settings: the
+// k8sCheckHardened checks the container's effective security settings: the
 // container's own, else the pod's where Kubernetes allows that.
-func checkHardened(t *testing.T, c k8sContainer, pod k8sSecurity) {
+func k8sCheckHardened(t *testing.T, c k8sContainer, pod k8sSecurity) {
 	sc := k8sSecurity{}
 	if c.SecurityContext != nil {
 		sc = *c.SecurityContext
@@ -642,9 +642,10 @@ func checkHardened(t *testing.T, c k8sContainer, pod k8sSecurity) {
 	}
 }
 
-func checkPortcullisContainer(t *testing.T, s *k8sSet, w *k8sWorkload) {
-	c, cfg := w.portcullis, w.config
-
+// k8sCheckPortcullis checks the Portcullis container of w against its
+// config.
+func k8sCheckPortcullis(t *testing.T, s *k8sSet, w *k8sWorkload) {
+	c := w.portcullis
 	// Explicit on the container, so that it holds whatever the pod says.
 	sc := c.SecurityContext
 	switch {
@@ -661,9 +662,17 @@ func checkPortcullisContainer(t *testing.T, s *k8sSet, w *k8sWorkload) {
 	if len(c.Args) == 0 || c.Args[0] != "serve" {
 		t.Errorf("container %q: args = %q, want \"serve\", \"-config\", FILE", c.Name, c.Args)
 	}
+	k8sCheckPorts(t, w)
+	k8sCheckShutdown(t, w)
+	k8sCheckMounts(t, w)
+	k8sCheckEnvAndStores(t, s, w)
+	k8sCheckLoopbackUpstreams(t, w)
+}
 
-	// Ports: the main listener and the metrics listener are declared, and
-	// the probes ask the metrics listener.
+// k8sCheckPorts: the main listener and the metrics listener are declared,
+// and the probes ask the metrics listener.
+func k8sCheckPorts(t *testing.T, w *k8sWorkload) {
+	c, cfg := w.portcullis, w.config
 	listen := w.listenPort(t)
 	if _, ok := w.pod.port(strconv.Itoa(listen)); !ok {
 		t.Errorf("server.listen %q: no containerPort %d declared", cfg.Server.Listen, listen)
@@ -700,7 +709,10 @@ func checkPortcullisContainer(t *testing.T, s *k8sSet, w *k8sWorkload) {
 	if a, ok := w.spec.Template.Metadata.Annotations["prometheus.io/port"]; ok && a != strconv.Itoa(metrics) {
 		t.Errorf("annotation prometheus.io/port = %q, want %d", a, metrics)
 	}
+}
 
+func k8sCheckShutdown(t *testing.T, w *k8sWorkload) {
+	cfg := w.config
 	// SIGTERM drains for up to server.timeouts.shutdown; the kubelet must
 	// wait longer before it kills.
 	shutdown := server.DefaultShutdownTimeout
@@ -718,7 +730,10 @@ func checkPortcullisContainer(t *testing.T, s *k8sSet, w *k8sWorkload) {
 	if grace <= shutdown {
 		t.Errorf("terminationGracePeriodSeconds = %v, want more than server.timeouts.shutdown (%v)", grace, shutdown)
 	}
+}
 
+func k8sCheckMounts(t *testing.T, w *k8sWorkload) {
+	c, cfg := w.portcullis, w.config
 	// Mounts: read-only, and none inside another (a mount inside a
 	// ConfigMap or Secret volume fights with its atomic updates).
 	for _, m := range c.VolumeMounts {
@@ -745,7 +760,10 @@ func checkPortcullisContainer(t *testing.T, s *k8sSet, w *k8sWorkload) {
 	if len(cfg.Session.Secrets) == 0 && cfg.Session.SecretsFile == "" {
 		t.Errorf("no session.secrets_file (or secrets): each process would generate its own and sign everyone out at every restart")
 	}
+}
 
+func k8sCheckEnvAndStores(t *testing.T, s *k8sSet, w *k8sWorkload) {
+	c, cfg := w.portcullis, w.config
 	// Every ${VAR} of the config is set in the container's environment.
 	env := map[string]bool{}
 	for _, e := range c.Env {
@@ -796,9 +814,12 @@ func checkPortcullisContainer(t *testing.T, s *k8sSet, w *k8sWorkload) {
 	if r := w.spec.Replicas; r != nil && *r > 1 && builtin && cfg.Issuer.Storage.Type != "redis" {
 		t.Errorf("replicas %d with the built-in issuer, issuer.storage.type %q: want redis, shared by the replicas", *r, cfg.Issuer.Storage.Type)
 	}
+}
 
-	// A loopback upstream is another container of this pod; that container
-	// must listen on loopback only and expose nothing itself.
+// k8sCheckLoopbackUpstreams: a loopback upstream is another container of
+// this pod; that container must listen on loopback only and expose nothing.
+func k8sCheckLoopbackUpstreams(t *testing.T, w *k8sWorkload) {
+	c, cfg := w.portcullis, w.config
 	for i, u := range cfg.Upstreams {
 		pu, err := url.Parse(u.URL)
 		if err != nil || !slices.Contains([]string{"127.0.0.1", "localhost", "::1"}, pu.Hostname()) {
@@ -813,8 +834,8 @@ func checkPortcullisContainer(t *testing.T, s *k8sSet, w *k8sWorkload) {
 			if len(o.Ports) > 0 {
 				t.Errorf("upstreams[%d] %q is in the pod, but container %q declares ports %v: only Portcullis should be reachable", i, u.URL, o.Name, o.Ports)
 			}
-			for _, s := range slices.Concat(o.Command, o.Args, k8sEnvValues(o.Env)) {
-				bound = bound || strings.Contains(s, addr)
+			for _, v := range slices.Concat(o.Command, o.Args, k8sEnvValues(o.Env)) {
+				bound = bound || strings.Contains(v, addr)
 			}
 		}
 		if !bound {
@@ -1207,7 +1228,7 @@ func kubectlSecrets(text string) map[k8sSecretRef]bool {
 	return have
 }
 
-// dockerfile is the repository's Dockerfile split into stages.
+// dockerStage is one stage of the repository's Dockerfile.
 type dockerStage struct {
 	from, name string
 	instrs     []dockerInstr
@@ -1215,7 +1236,8 @@ type dockerStage struct {
 
 type dockerInstr struct{ op, args string }
 
-func parseDockerfile(t *testing.T) []dockerStage {
+// dockerfileStages parses ../../Dockerfile into its stages.
+func dockerfileStages(t *testing.T) []dockerStage {
 	t.Helper()
 	raw, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
@@ -1301,7 +1323,7 @@ func dockerBuildCommand(t *testing.T, stages []dockerStage) (stage *dockerStage,
 }
 
 func TestDockerfileRuntimeStage(t *testing.T) {
-	stages := parseDockerfile(t)
+	stages := dockerfileStages(t)
 	final := &stages[len(stages)-1]
 	build, _, out := dockerBuildCommand(t, stages)
 
@@ -1367,7 +1389,7 @@ func dockerAtoi[S string | []byte](s S) int {
 // (outside Docker) and checks that the result is a static binary that
 // knows its version.
 func TestDockerfileBuildsStaticBinary(t *testing.T) {
-	stages := parseDockerfile(t)
+	stages := dockerfileStages(t)
 	_, cmd, out := dockerBuildCommand(t, stages)
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Fatalf("go is not on PATH: %v", err)
