@@ -443,7 +443,7 @@ report() {
   echo
   local se=0 t
   for p in $PATHS; do for t in direct bare portcullis; do se=$((se + ${M[$p,$t,se]})); done; done
-  echo "Status d/b/p is one preflight request's status per target (direct upstream / bare proxy / Portcullis); direct and bare do no auth, so they answer 200 where Portcullis answers 401 or 202. Socket errors over all wrk runs: $se. CPU is the measured process's utime+stime per request (for the download: per 100 MiB); RSS is VmRSS sampled mid-run under load. Peak RSS (VmHWM) over the whole run: bare $(awk -v k="$HWM_BARE" 'BEGIN { printf "%.1f", k / 1024 }') MiB, Portcullis $(awk -v k="$HWM_PC" 'BEGIN { printf "%.1f", k / 1024 }') MiB."
+  echo "Status d/b/p is one preflight request's status per target (direct upstream / bare proxy / Portcullis); direct and bare do no auth, so they answer 200 where Portcullis answers 401, 302 or 202. Socket errors over all wrk runs: $se. CPU is the measured process's utime+stime per request (for the download: per 100 MiB); RSS is VmRSS sampled mid-run under load. Peak RSS (VmHWM) over the whole run: bare $(awk -v k="$HWM_BARE" 'BEGIN { printf "%.1f", k / 1024 }') MiB, Portcullis $(awk -v k="$HWM_PC" 'BEGIN { printf "%.1f", k / 1024 }') MiB."
   echo
   echo "### Targets (reported, not asserted)"
   echo
