@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/portcullis-proxy/portcullis/auth"
+	"github.com/portcullis-proxy/portcullis/auth/bearer"
 	"github.com/portcullis-proxy/portcullis/auth/session"
 	"github.com/portcullis-proxy/portcullis/upstream"
 )
@@ -45,7 +46,7 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		err = rt.policy.Check(id)
 	}
 	switch {
-	case errors.Is(err, session.ErrUnavailable):
+	case errors.Is(err, session.ErrUnavailable), errors.Is(err, bearer.ErrUnavailable):
 		// Forward-auth answers only 202, 401 or 403 (DESIGN.md).
 		h.log.ErrorContext(r.Context(), "session store unavailable", "err", err)
 		h.forwardDeny(w, r, http.StatusUnauthorized)

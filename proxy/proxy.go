@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/auth"
+	"github.com/portcullis-proxy/portcullis/auth/bearer"
 	"github.com/portcullis-proxy/portcullis/auth/issuer"
 	"github.com/portcullis-proxy/portcullis/auth/login"
 	"github.com/portcullis-proxy/portcullis/auth/policy"
@@ -312,7 +313,8 @@ func (h *Handler) sessionIdentity(w http.ResponseWriter, r *http.Request) (*auth
 			}
 			d = nd
 		case errors.Is(err, auth.ErrUnauthenticated):
-			h.log.InfoContext(r.Context(), "session ended: refresh refused", "sub", d.Identity.Subject, "err", err)
+			// login records the refresh_refused audit event.
+			h.log.DebugContext(r.Context(), "session ended: refresh refused", "sub", d.Identity.Subject, "err", err)
 			h.sessions.Clear(w, r)
 			return nil, nil
 		case time.Now().Before(d.AccessExpiry):
@@ -338,6 +340,10 @@ func (h *Handler) verifyBearer(ctx context.Context, raw string, rt *route) (*aut
 		auds = append([]string{h.bearerAud}, auds...)
 	}
 	id, err := h.bearer.VerifyBearer(ctx, raw, auds)
+	if errors.Is(err, bearer.ErrUnavailable) {
+		// The issuer is down: that is not the caller's fault.
+		return nil, err
+	}
 	if err != nil {
 		h.log.DebugContext(ctx, "bearer token refused", "route", rt.name, "err", err)
 		return nil, fmt.Errorf("%w: %v", auth.ErrInvalidToken, err)
@@ -362,7 +368,7 @@ func bearerToken(r *http.Request) (string, bool) {
 // refused identity 403.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, session.ErrUnavailable):
+	case errors.Is(err, session.ErrUnavailable), errors.Is(err, bearer.ErrUnavailable):
 		h.unavailable(w, r, err)
 	case errors.Is(err, auth.ErrForbidden):
 		h.forbidden(w, r, err)
@@ -377,12 +383,12 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// unavailable answers 503 when the session store cannot be reached: the
-// cause is ours, so the user is not sent to sign in again.
+// unavailable answers 503 when the session store or the issuer cannot be
+// reached: the cause is ours, so the user is not sent to sign in again.
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
-	h.log.ErrorContext(r.Context(), "session store unavailable", "err", err)
+	h.log.ErrorContext(r.Context(), "dependency unavailable", "err", err)
 	w.Header().Set("Retry-After", "5")
-	h.page(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", "Portcullis cannot reach its session store right now. Please try again in a moment.")
+	h.page(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", "Portcullis cannot reach a service it depends on right now. Please try again in a moment.")
 }
 
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, err error) {

@@ -435,3 +435,8 @@ func (c *Client) needsIDTokenHint() bool {
 	disc := c.disc.Load()
 	return disc == nil || disc.endSession != ""
 }
+
+// ClientSecret is the client secret in force (from client_secret or
+// client_secret_file), for components that authenticate as the same client
+// (bearer-token introspection).
+func (c *Client) ClientSecret() auth.Secret { return c.clientSecret }

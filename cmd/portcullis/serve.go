@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/portcullis-proxy/portcullis/auth"
+	"github.com/portcullis-proxy/portcullis/auth/bearer"
 	"github.com/portcullis-proxy/portcullis/auth/issuer"
 	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
 	"github.com/portcullis-proxy/portcullis/auth/login"
@@ -50,8 +51,10 @@ type app struct {
 
 	// Metrics collectors live as long as the process: registering them
 	// again on reload would panic.
-	registry     *prometheus.Registry
-	proxyMetrics *proxy.Metrics
+	registry      *prometheus.Registry
+	proxyMetrics  *proxy.Metrics
+	loginMetrics  *login.Metrics
+	issuerMetrics *issuer.Metrics
 
 	current atomic.Pointer[generation]
 	mu      sync.Mutex // serialises reloads
@@ -102,6 +105,8 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 		proxyClientSecret: auth.Secret(newSecret()),
 		registry:          reg,
 		proxyMetrics:      proxy.NewMetrics(reg),
+		loginMetrics:      login.NewMetrics(reg),
+		issuerMetrics:     issuer.NewMetrics(reg),
 	}
 	defer a.close()
 	g, err := a.build(ctx, cfg)
@@ -114,8 +119,9 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 	srv, err := server.New(cfg.Server.Config, a, server.Options{
 		Hostnames: []string{pub.Hostname()},
 		Ready:     a.ready,
-		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Logger:    log,
+		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Collectors: server.NewMetrics(reg),
+		Logger:     log,
 	})
 	if err != nil {
 		return err
@@ -236,6 +242,7 @@ func (a *app) build(ctx context.Context, cfg *fileConfig) (*generation, error) {
 		AllowedHosts:    routeHosts(cfg),
 		KeepAccessToken: forwards(cfg, "access_token"),
 		KeepIDToken:     forwards(cfg, "id_token"),
+		Metrics:         a.loginMetrics,
 		Logger:          a.log,
 	}
 	if cfg.usesBuiltinIssuer() {
@@ -250,19 +257,43 @@ func (a *app) build(ctx context.Context, cfg *fileConfig) (*generation, error) {
 		_ = sessions.Close()
 		return nil, fmt.Errorf("login: %w", err)
 	}
+	var bv *bearer.Verifier
+	if !cfg.usesBuiltinIssuer() && usesBearer(cfg) {
+		bv, err = bearer.New(bearer.Options{
+			IssuerURL:    loginCfg.Issuer,
+			ClientID:     loginCfg.ClientID,
+			ClientSecret: lc.ClientSecret(),
+			HTTPClient:   opts.HTTPClient,
+			Claims:       lc.IdentityFromClaims,
+			Logger:       a.log,
+		})
+		if err != nil {
+			_ = sessions.Close()
+			return nil, fmt.Errorf("bearer: %w", err)
+		}
+	}
+	discover := func(ctx context.Context) error {
+		if err := lc.Discover(ctx); err != nil {
+			return err
+		}
+		if bv != nil {
+			return bv.Discover(ctx)
+		}
+		return nil
+	}
 	if cfg.usesBuiltinIssuer() || a.current.Load() != nil {
 		// In-process discovery cannot fail for a reachable reason; on a
 		// reload an external issuer must answer before the new config
 		// replaces a working one.
 		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := lc.Discover(dctx)
+		err := discover(dctx)
 		cancel()
 		if err != nil {
 			_ = sessions.Close()
 			return nil, fmt.Errorf("login: discovery at %s: %w", loginCfg.Issuer, err)
 		}
 	} else {
-		go a.discoverLoop(ctx, lc, loginCfg.Issuer)
+		go a.discoverLoop(ctx, discover, loginCfg.Issuer)
 	}
 
 	pxOpts := proxy.Options{
@@ -279,6 +310,9 @@ func (a *app) build(ctx context.Context, cfg *fileConfig) (*generation, error) {
 	if cfg.usesBuiltinIssuer() {
 		pxOpts.Bearer = proxy.IssuerBearer{Issuer: iss, Login: lc}
 		pxOpts.BearerAudience = cfg.Server.PublicURL
+	} else if bv != nil {
+		pxOpts.Bearer = bv
+		pxOpts.BearerAudience = loginCfg.ClientID
 	}
 	h, err := proxy.New(cfg.proxyConfig(), pxOpts)
 	if err != nil {
@@ -304,7 +338,7 @@ func (a *app) openIssuer(ctx context.Context, cfg issuer.Config, pub *url.URL) (
 	if err != nil {
 		return nil, fmt.Errorf("issuer.storage: %w", err)
 	}
-	iss, err := issuer.New(ctx, cfg, issuer.Options{PublicURL: pub, Store: st, Logger: a.log})
+	iss, err := issuer.New(ctx, cfg, issuer.Options{PublicURL: pub, Store: st, Metrics: a.issuerMetrics, Logger: a.log})
 	if err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("issuer: %w", err)
@@ -319,11 +353,11 @@ func sameStore(a, b store.Config) bool {
 
 // discoverLoop retries discovery of an external issuer until it answers;
 // /oauth2/readyz reports not ready until then.
-func (a *app) discoverLoop(ctx context.Context, lc *login.Client, issuerURL string) {
+func (a *app) discoverLoop(ctx context.Context, discover func(context.Context) error, issuerURL string) {
 	delay := time.Second
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := lc.Discover(dctx)
+		err := discover(dctx)
 		cancel()
 		if err == nil {
 			a.log.Info("login issuer discovered", "issuer", issuerURL)
@@ -387,6 +421,16 @@ func (a *app) close() {
 func hasSecret(ss []auth.Secret) bool {
 	for _, s := range ss {
 		if !s.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// usesBearer reports whether any upstream accepts bearer tokens.
+func usesBearer(cfg *fileConfig) bool {
+	for _, u := range cfg.Upstreams {
+		if u.Bearer {
 			return true
 		}
 	}
