@@ -89,8 +89,9 @@ func signIn(base, path, user, password, cookieName string) (string, error) {
 		return "", err
 	}
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != path {
-		return "", fmt.Errorf("login form POST ended at %s with %d, want %s with 200 (wrong password or throttled?): %.300s",
-			resp.Request.URL.Path, resp.StatusCode, path, body)
+		// The body is the login page again or an error page: not worth printing.
+		return "", fmt.Errorf("login form POST ended at %s with %d, want %s with 200 (wrong password, or sign-in throttled?)",
+			resp.Request.URL.Path, resp.StatusCode, path)
 	}
 
 	u, _ := url.Parse(base)

@@ -117,8 +117,8 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 
 	pub, _ := url.Parse(cfg.Server.PublicURL)
 	srv, err := server.New(cfg.Server.Config, a, server.Options{
-		Hostnames: []string{pub.Hostname()},
-		Ready:     a.ready,
+		Hostnames:  []string{pub.Hostname()},
+		Ready:      a.ready,
 		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Collectors: server.NewMetrics(reg),
 		Logger:     log,
