@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -368,5 +369,63 @@ func TestMetricsListener(t *testing.T) {
 		if strings.Contains(body, secret) {
 			t.Errorf("/metrics contains %q", secret)
 		}
+	}
+}
+
+// The README's script recipe: a client_credentials client (secret from a
+// file), a bearer route, the token used on it and introspected.
+func TestQuickStartScriptToken(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "reporter")
+	const secret = "reporter-secret-0123456789-abcdefghijklmn"
+	os.WriteFile(secretFile, []byte(secret+"\n"), 0o600)
+	in := startServe(t, func(p int) string {
+		cfg := exampleOnPort(t, p)
+		cfg = strings.Replace(cfg, "issuer:\n  users:", fmt.Sprintf("issuer:\n  clients:\n    - id: reporter\n      secret_file: %s\n      grants: [client_credentials]\n      scopes: [reports]\n  users:", secretFile), 1)
+		return strings.Replace(cfg, "upstreams:\n", "upstreams:\n  - name: api\n    path: /api/\n    url: builtin:echo\n    bearer: true\n", 1)
+	}, nil)
+	post := func(path string, form url.Values) map[string]any {
+		req, _ := http.NewRequest("POST", in.base+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("reporter", secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %s = %d %v", path, resp.StatusCode, out)
+		}
+		return out
+	}
+	tok, _ := post("/oauth2/issuer/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"reports"}})["access_token"].(string)
+	if tok == "" {
+		t.Fatal("no access token")
+	}
+	req, _ := http.NewRequest("GET", in.base+"/api/report", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e echoed
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || e.Headers["X-Forwarded-User"][0] != "reporter" {
+		t.Fatalf("bearer call = %d, user %v", resp.StatusCode, e.Headers["X-Forwarded-User"])
+	}
+	intro := post("/oauth2/issuer/introspect", url.Values{"token": {tok}})
+	if intro["active"] != true || intro["client_id"] != "reporter" {
+		t.Fatalf("introspection = %v", intro)
+	}
+	// The session-only route "/" does not accept bearer tokens.
+	req, _ = http.NewRequest("GET", in.base+"/report", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, _ = http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("bearer token on a route without bearer: true = %d, want 401", resp.StatusCode)
 	}
 }

@@ -165,20 +165,20 @@ func (a *app) reload(ctx context.Context, srv *server.Server) {
 	cfg, errs := loadConfig(a.file, a.getenv)
 	if len(errs) > 0 {
 		for _, e := range errs {
-			a.log.Error("config reload refused; still serving the previous config", "file", a.file, "err", e)
+			a.log.Error("config reload refused; still serving the previous config", "audit", "config_reload_refused", "file", a.file, "err", e)
 		}
 		return
 	}
 	g, err := a.build(ctx, cfg)
 	if err != nil {
-		a.log.Error("config reload refused; still serving the previous config", "file", a.file, "err", err)
+		a.log.Error("config reload refused; still serving the previous config", "audit", "config_reload_refused", "file", a.file, "err", err)
 		return
 	}
 	if err := srv.Reload(cfg.Server.Config); err != nil {
 		a.log.Warn("listener settings not applied", "err", err)
 	}
 	old := a.current.Swap(g)
-	a.log.Info("config reloaded", "file", a.file, "upstreams", len(cfg.Upstreams))
+	a.log.Info("config reloaded", "audit", "config_reloaded", "file", a.file, "upstreams", len(cfg.Upstreams))
 	if old != nil && old.sessions != g.sessions {
 		// The old manager may still serve in-flight requests; close it
 		// once they have had time to finish.
