@@ -9,6 +9,10 @@ import (
 // errBadPath is the 400 answer for a path whose meaning is ambiguous.
 var errBadPath = errors.New("proxy: ambiguous or malformed request path")
 
+// errEncodedSlash is the errBadPath for %2F or %5C: the one ambiguity an
+// upstream may opt in to (allow_encoded_slashes).
+var errEncodedSlash = fmt.Errorf("%w: encoded slash or backslash", errBadPath)
+
 // canonicalPath returns the one form of an escaped request path that
 // routing, public matching and forwarding all use (DESIGN.md "Canonical
 // path"): percent-encoded unreserved characters are decoded, other escapes
@@ -20,7 +24,14 @@ var errBadPath = errors.New("proxy: ambiguous or malformed request path")
 // never see a path the gate did not judge.
 //
 // The result is escaped (suitable for URL.RawPath) and always starts with "/".
-func canonicalPath(raw string) (string, error) {
+func canonicalPath(raw string) (string, error) { return canonicalize(raw, false) }
+
+// canonicalize is canonicalPath; with keepSlashes, %2F and %5C are kept
+// (upper-cased) as literal parts of their segment instead of refused. Such
+// a path is routed as written, never split or resolved at them; what the
+// upstream makes of them is the upstream's business, which is why the gate
+// never treats such a path as public.
+func canonicalize(raw string, keepSlashes bool) (string, error) {
 	if raw == "" {
 		return "/", nil
 	}
@@ -58,8 +69,8 @@ func canonicalPath(raw string) (string, error) {
 				}
 				v := hi<<4 | lo
 				switch {
-				case v == '/' || v == '\\':
-					return "", fmt.Errorf("%w: encoded slash or backslash", errBadPath)
+				case (v == '/' || v == '\\') && !keepSlashes:
+					return "", errEncodedSlash
 				case v < 0x20 || v == 0x7f:
 					return "", fmt.Errorf("%w: encoded control character", errBadPath)
 				case isUnreserved(v):

@@ -51,6 +51,12 @@ type RouteConfig struct {
 	// default (login.client_id for an external issuer, public_url for the
 	// built-in one). Default: none.
 	BearerAudiences []string `yaml:"bearer_audiences"`
+	// AllowEncodedSlashes lets paths with %2F or %5C through to this
+	// upstream (some apps put them in paths) instead of refusing them with
+	// 400. They are routed as written, never decoded or resolved, and such
+	// a request is never public: it always needs a signed-in, allowed user.
+	// Default: false.
+	AllowEncodedSlashes bool `yaml:"allow_encoded_slashes"`
 }
 
 // Validate reports every problem at once. Route errors are named

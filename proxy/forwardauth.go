@@ -31,7 +31,7 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	cp, err := canonicalPath(path)
+	cp, encoded, err := h.canonical(host, path)
 	if err != nil {
 		h.forwardDeny(w, r, http.StatusForbidden)
 		return
@@ -54,7 +54,7 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		upstream.SetIdentityHeaders(w.Header(), id, rt.forward)
 		upstream.SetAuthRequestHeaders(w.Header(), id, rt.forward)
 		w.WriteHeader(http.StatusAccepted)
-	case rt.isPublic(cp):
+	case !encoded && rt.isPublic(cp):
 		w.WriteHeader(http.StatusAccepted)
 	case errors.Is(err, auth.ErrForbidden):
 		h.forwardDeny(w, r, http.StatusForbidden)

@@ -87,8 +87,10 @@ type Handler struct {
 	bearer      BearerVerifier
 	bearerAud   string
 	control     *http.ServeMux
-	metrics     *Metrics
-	log         *slog.Logger
+	// encodedSlashes is set when some route has allow_encoded_slashes.
+	encodedSlashes bool
+	metrics        *Metrics
+	log            *slog.Logger
 }
 
 // New compiles cfg into a Handler.
@@ -150,8 +152,10 @@ func New(cfg Config, opts Options) (*Handler, error) {
 			bearer:          rc.Bearer,
 			bearerAudiences: rc.BearerAudiences,
 			forward:         fwd,
+			encodedSlashes:  rc.AllowEncodedSlashes,
 			upstream:        up,
 		})
+		h.encodedSlashes = h.encodedSlashes || rc.AllowEncodedSlashes
 	}
 	h.routes = newTable(routes)
 	if h.issuer != nil {
@@ -222,13 +226,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, a *access) {
 	// Before anything else: a client can never speak for the gate.
 	upstream.StripIdentityHeaders(r.Header)
 
-	cp, err := canonicalPath(rawPath(r))
+	host := normalizeHost(r.Host)
+	cp, encoded, err := h.canonical(host, rawPath(r))
 	if err != nil {
 		h.page(w, r, http.StatusBadRequest, "Bad request", "The address of this request is malformed or ambiguous, so it was refused.")
 		return
 	}
 	setPath(r, cp)
-	host := normalizeHost(r.Host)
 
 	if h.isIssuerPath(host, cp) {
 		a.upstream = "issuer"
@@ -246,7 +250,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, a *access) {
 		return
 	}
 	a.upstream = rt.name
-	if rt.isPublic(cp) {
+	if !encoded && rt.isPublic(cp) {
 		a.auth = outcomePublic
 		h.sessions.StripCookies(r)
 		rt.upstream.ServeHTTP(w, r)
@@ -268,6 +272,28 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, a *access) {
 	}
 	a.auth = string(id.Method)
 	rt.upstream.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), id)))
+}
+
+// canonical computes the request's canonical path. A path with %2F or %5C
+// is refused unless the route it then matches allows encoded slashes;
+// encoded reports that case, and such a path never reaches Portcullis's own
+// routes or the issuer.
+func (h *Handler) canonical(host, raw string) (cp string, encoded bool, err error) {
+	cp, err = canonicalPath(raw)
+	if err == nil || !errors.Is(err, errEncodedSlash) || !h.encodedSlashes {
+		return cp, false, err
+	}
+	kept, err2 := canonicalize(raw, true)
+	if err2 != nil {
+		return "", false, err2
+	}
+	if strings.HasPrefix(kept, pathPrefix) || h.isIssuerPath(host, kept) {
+		return "", false, err
+	}
+	if rt := h.routes.match(host, kept); rt == nil || !rt.encodedSlashes {
+		return "", false, err
+	}
+	return kept, true, nil
 }
 
 // identify finds who the caller is: the session cookie first, then — on

@@ -701,3 +701,43 @@ func rawGetWithJar(t *testing.T, c *http.Client, u string) (int, string) {
 }
 
 var _ = context.Background
+
+// allow_encoded_slashes lets %2F through to the route that opts in, as
+// written, and never as a public path; other routes still refuse it.
+func TestAllowEncodedSlashes(t *testing.T) {
+	e := newEnv(t, func(c *envConfig) {
+		c.proxy.Routes = append(c.proxy.Routes, RouteConfig{
+			Config:              upstream.Config{Name: "repo", URL: c.proxy.Routes[0].URL},
+			Path:                "/repo/",
+			Public:              []string{"/repo/public/"},
+			AllowEncodedSlashes: true,
+		})
+	})
+	addr := e.ts.Listener.Addr().String()
+	if code, _ := rawGet(t, addr, "/repo/public/a%2Fb", ""); code != 401 {
+		t.Errorf("encoded slash under a public prefix = %d, want 401 (never public)", code)
+	}
+	if code, _ := rawGet(t, addr, "/app/a%2Fb", ""); code != 400 {
+		t.Errorf("encoded slash on a route without the opt-in = %d, want 400", code)
+	}
+	if code, _ := rawGet(t, addr, "/oauth2/userinfo%2F..", ""); code != 400 {
+		t.Errorf("encoded slash under /oauth2/ = %d, want 400", code)
+	}
+	if code, _ := rawGet(t, addr, "/repo/x%00", ""); code != 400 {
+		t.Errorf("NUL on an opted-in route = %d, want 400", code)
+	}
+	c := e.browser()
+	e.signIn(c, e.base+"/", "alice", "alice-pw")
+	u, _ := url.Parse(e.base)
+	var cookie []string
+	for _, ck := range c.Jar.Cookies(u) {
+		cookie = append(cookie, ck.Name+"="+ck.Value)
+	}
+	code, _ := rawGet(t, addr, "/repo/group%2fproject/./x/../files", "Cookie: "+strings.Join(cookie, "; ")+"\r\n")
+	if code != 200 {
+		t.Fatalf("signed-in request with an encoded slash = %d, want 200", code)
+	}
+	if got := e.backend.Last(t).RequestURI; got != "/repo/group%2Fproject/files" {
+		t.Errorf("backend received %q, want the slashes kept encoded and only real segments resolved", got)
+	}
+}

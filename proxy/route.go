@@ -18,6 +18,7 @@ type route struct {
 	bearer          bool
 	bearerAudiences []string
 	forward         upstream.Forward
+	encodedSlashes  bool
 	upstream        *upstream.Upstream
 }
 
@@ -53,7 +54,7 @@ func (t *table) match(host, path string) *route {
 }
 
 // isPublic reports whether the canonical path is under one of the route's
-// public prefixes.
+// public prefixes (callers never ask for a path kept with encoded slashes).
 func (r *route) isPublic(path string) bool {
 	for _, p := range r.public {
 		if pathHasPrefix(path, p) {
