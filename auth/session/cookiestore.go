@@ -45,22 +45,34 @@ func (c *cookieStore) New(r *http.Request, name string) (*sessions.Session, erro
 	s := sessions.NewSession(c, name)
 	*s.Options = c.opts
 	s.IsNew = true
-	var jar requestCookies
-	jar.scan(r, name)
-	if !jar.hasBase {
+	var v sealedValue
+	err := c.sealed(r, name, &v)
+	if errors.Is(err, errNoCookie) {
 		return s, nil
 	}
-	value, err := jar.join()
 	if err != nil {
 		return s, err
 	}
-	b, err := c.keys.open(name, value)
+	b, err := c.keys.open(name, v.join())
 	if err != nil {
 		return s, err
 	}
 	s.Values[dataKey{}] = b
 	s.IsNew = false
 	return s, nil
+}
+
+// sealed fills v with the sealed session value in r's cookies (chunks not
+// yet joined) and the name it was sealed for; errNoCookie when there is no
+// session cookie.
+func (c *cookieStore) sealed(r *http.Request, name string, v *sealedValue) error {
+	var jar requestCookies
+	jar.scan(r, name)
+	if !jar.hasBase {
+		return errNoCookie
+	}
+	v.name = name
+	return jar.parts(v)
 }
 
 // Save writes s.Values[dataKey{}] (serialised Data) as the base cookie and
@@ -191,32 +203,30 @@ func (rc *requestCookies) scan(r *http.Request, base string) {
 	}
 }
 
-// join returns the sealed value, reassembling chunks when the base cookie
-// holds a count.
-func (rc *requestCookies) join() (string, error) {
+// parts puts the sealed value's parts in v: the base cookie, or the
+// chunks it counts, checked for presence and total size.
+func (rc *requestCookies) parts(v *sealedValue) error {
 	if len(rc.base) > 2 {
-		return rc.base, nil
+		v.n, v.parts[0] = 1, rc.base
+		return nil
 	}
 	n, err := strconv.Atoi(rc.base)
 	if err != nil || n < 2 || n > maxChunks {
-		return "", errors.New("malformed session cookie")
+		return errors.New("malformed session cookie")
 	}
 	total := 0
 	for i := 1; i <= n; i++ {
 		if rc.chunks[i] == "" {
-			return "", fmt.Errorf("session chunk %d of %d missing", i, n)
+			return fmt.Errorf("session chunk %d of %d missing", i, n)
 		}
 		total += len(rc.chunks[i])
 	}
 	if total > maxSealedLen {
-		return "", errors.New("session chunks too long")
+		return errors.New("session chunks too long")
 	}
-	var b strings.Builder
-	b.Grow(total)
-	for i := 1; i <= n; i++ {
-		b.WriteString(rc.chunks[i])
-	}
-	return b.String(), nil
+	v.n = n
+	copy(v.parts[:n], rc.chunks[1:n+1])
+	return nil
 }
 
 var _ sessions.Store = (*cookieStore)(nil)

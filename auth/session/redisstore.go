@@ -69,25 +69,12 @@ func (s *redisStore) New(r *http.Request, name string) (*sessions.Session, error
 	sess := sessions.NewSession(s, name)
 	*sess.Options = s.opts
 	sess.IsNew = true
-	var jar requestCookies
-	jar.scan(r, name)
-	if !jar.hasBase {
+	id, key, val, err := s.fetch(r, name)
+	if errors.Is(err, errNoCookie) {
 		return sess, nil
 	}
-	id, err := s.keys.open(name, jar.base)
 	if err != nil {
 		return sess, err
-	}
-	if len(id) != 32 {
-		return sess, errors.New("malformed session id")
-	}
-	key := s.key(id)
-	val, err := s.client.Get(r.Context(), key).Result()
-	if errors.Is(err, redis.Nil) {
-		return sess, errors.New("no session record (signed out or expired)")
-	}
-	if err != nil {
-		return sess, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	b, err := s.keys.open(key, val)
 	if err != nil {
@@ -97,6 +84,44 @@ func (s *redisStore) New(r *http.Request, name string) (*sessions.Session, error
 	sess.Values[dataKey{}] = b
 	sess.IsNew = false
 	return sess, nil
+}
+
+// fetch opens the id in r's session cookie and reads its record from
+// redis, on every call: a record deleted at sign-out is gone at once. It
+// returns the id, the record's key (the name the record is sealed for) and
+// the sealed record; errNoCookie when there is no session cookie.
+func (s *redisStore) fetch(r *http.Request, name string) (id []byte, key, record string, err error) {
+	var jar requestCookies
+	jar.scan(r, name)
+	if !jar.hasBase {
+		return nil, "", "", errNoCookie
+	}
+	id, err = s.keys.open(name, jar.base)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if len(id) != 32 {
+		return nil, "", "", errors.New("malformed session id")
+	}
+	key = s.key(id)
+	record, err = s.client.Get(r.Context(), key).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, "", "", errors.New("no session record (signed out or expired)")
+	}
+	if err != nil {
+		return nil, "", "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return id, key, record, nil
+}
+
+// sealed implements sealedSource: the record, sealed for its key.
+func (s *redisStore) sealed(r *http.Request, name string, v *sealedValue) error {
+	_, key, record, err := s.fetch(r, name)
+	if err != nil {
+		return err
+	}
+	v.name, v.n, v.parts[0] = key, 1, record
+	return nil
 }
 
 // Save stores the record with a TTL of Options.MaxAge and sets the id

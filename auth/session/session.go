@@ -206,6 +206,7 @@ type Manager struct {
 	closer       io.Closer // nil for the cookie store
 	log          *slog.Logger
 	now          func() time.Time
+	cache        *dataCache
 }
 
 // New builds a Manager: it applies defaults, reads SecretsFile, derives the
@@ -223,6 +224,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		storeType:    cfg.Store.Type,
 		log:          opts.Logger,
 		now:          opts.Now,
+		cache:        newDataCache(cacheMaxEntries, cacheMaxBytes, cacheMaxAge),
 	}
 	if m.name == "" {
 		m.name = DefaultCookieName
@@ -284,30 +286,63 @@ func New(cfg Config, opts Options) (*Manager, error) {
 // dataKey is where stores find the serialised Data in sessions.Session.Values.
 type dataKey struct{}
 
+// errNoCookie: the request carries no session cookie at all.
+var errNoCookie = errors.New("no session cookie")
+
+// sealedSource is what both stores offer Load: the sealed session data of
+// a request and the name it is sealed for, read afresh on every call (for
+// redis: the record, fetched from redis).
+type sealedSource interface {
+	sealed(r *http.Request, name string, v *sealedValue) error
+}
+
 // Load returns the request's session. Any problem with what the browser
 // sent gives an error wrapping ErrNoSession; an unreachable redis gives
 // another error (callers treat both as "not signed in"). It never panics.
 // The returned Identity has Method MethodSession, its AccessToken and
 // IDToken set from the Data, and Expiry set to ExpiresAt when it was zero.
+// The Data is the caller's own: modifying it affects nothing else.
+//
+// A sealed value that opened before is not opened again: its decoded Data
+// comes from a bounded cache keyed by the SHA-256 of the exact sealed
+// bytes (see dataCache). With redis the record is still read on every
+// call, so a session deleted at sign-out ends at once; only its decoding
+// is skipped.
 func (m *Manager) Load(r *http.Request) (*Data, error) {
-	s, err := m.store.New(r, m.name)
-	if err != nil {
+	src, ok := m.store.(sealedSource)
+	if !ok {
+		return nil, errors.New("session: unknown store")
+	}
+	var v sealedValue
+	if err := src.sealed(r, m.name, &v); err != nil {
+		if errors.Is(err, errNoCookie) {
+			return nil, ErrNoSession
+		}
 		if errors.Is(err, ErrUnavailable) {
 			return nil, err
 		}
 		m.log.DebugContext(r.Context(), "session rejected", "err", err)
 		return nil, fmt.Errorf("%w: %v", ErrNoSession, err)
 	}
-	if s.IsNew {
-		return nil, ErrNoSession
+	now := m.now()
+	key := v.key()
+	if d := m.cache.get(key, now); d != nil {
+		if err := m.checkAlive(d, now); err != nil {
+			return nil, err
+		}
+		return d, nil
 	}
-	b, _ := s.Values[dataKey{}].([]byte)
+	b, err := m.keys.open(v.name, v.join())
+	if err != nil {
+		m.log.DebugContext(r.Context(), "session rejected", "err", err)
+		return nil, fmt.Errorf("%w: %v", ErrNoSession, err)
+	}
 	d, err := decodeData(b)
 	if err != nil {
 		m.log.DebugContext(r.Context(), "session rejected", "err", err)
 		return nil, fmt.Errorf("%w: %v", ErrNoSession, err)
 	}
-	if err := m.checkAlive(d); err != nil {
+	if err := m.checkAlive(d, now); err != nil {
 		return nil, err
 	}
 	d.Identity.Method = auth.MethodSession
@@ -316,13 +351,13 @@ func (m *Manager) Load(r *http.Request) (*Data, error) {
 	if d.Identity.Expiry.IsZero() {
 		d.Identity.Expiry = d.ExpiresAt
 	}
-	return d, nil
+	m.cache.put(key, d, v.size(), now)
+	return cloneData(d), nil
 }
 
 // checkAlive refuses a session past its sealed expiry, or older than the
 // lifetime configured now (so shortening lifetime ends old sessions too).
-func (m *Manager) checkAlive(d *Data) error {
-	now := m.now()
+func (m *Manager) checkAlive(d *Data, now time.Time) error {
 	if d.CreatedAt.IsZero() || d.ExpiresAt.IsZero() {
 		return fmt.Errorf("%w: no timestamps", ErrNoSession)
 	}

@@ -102,7 +102,10 @@ func (s suite) manager(t *testing.T, clock *Clock, lifetime time.Duration, secre
 // clock; key rotation and re-sealing; Clear (for a server-side store, also
 // that a copy of the cookie is dead afterwards); that a new sign-in on a
 // browser carrying someone else's cookie gets its own session;
-// StripCookies; Seal/Open with maxAge; and concurrent Loads.
+// StripCookies; Seal/Open with maxAge; concurrent Loads; and that repeat
+// Loads of one cookie (served from the decoded-session cache) give private
+// copies, end at the session's expiry on the same Manager, never let a
+// tampered copy in, and for a server-side store end at Clear.
 func Run(t *testing.T, newManager NewManager) {
 	s := suite{newManager: newManager}
 	t.Run("RoundTripOverServer", s.testRoundTrip)
@@ -119,6 +122,7 @@ func Run(t *testing.T, newManager NewManager) {
 	t.Run("StripCookies", s.testStripCookies)
 	t.Run("SealOpen", s.testSealOpen)
 	t.Run("ConcurrentLoad", s.testConcurrentLoad)
+	t.Run("RepeatLoads", s.testRepeatLoads)
 }
 
 // sampleData returns a session with every field set and n groups.
@@ -828,5 +832,96 @@ func (s suite) testConcurrentLoad(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// testRepeatLoads loads the same cookies many times on one Manager, as the
+// proxy does on every request of a signed-in browser.
+func (s suite) testRepeatLoads(t *testing.T) {
+	clock := NewClock(t0)
+	m := s.manager(t, clock, time.Hour, Secret())
+	for _, groups := range []int{1, 300} {
+		t.Run(fmt.Sprintf("groups=%d", groups), func(t *testing.T) {
+			want := sampleData("kim", groups)
+			want.ExpiresAt = clock.Now().Add(10 * time.Minute)
+			cookies := live(saveCookies(t, m, want))
+
+			// Every Load is the caller's own copy: changing one changes
+			// nothing for the next request.
+			for range 2 { // the first Load decodes, the second is cached
+				d, err := loadWith(m, cookies)
+				if err != nil {
+					t.Fatalf("Load() = %v, want the session", err)
+				}
+				checkSame(t, d, want)
+				d.Identity.Subject = "mallory"
+				d.Identity.Groups[0] = "admins"
+				d.Identity.Groups = append(d.Identity.Groups, "root")
+				d.AccessToken = "changed"
+				d.ExpiresAt = d.ExpiresAt.Add(1000 * time.Hour)
+			}
+			for range 3 {
+				again, err := loadWith(m, cookies)
+				if err != nil {
+					t.Fatalf("repeat Load() = %v, want the session", err)
+				}
+				checkSame(t, again, want)
+			}
+
+			// A tampered copy of a cookie that loads fine never loads.
+			for i, c := range cookies {
+				if len(c.Value) < 8 {
+					continue
+				}
+				bad := slices.Clone(cookies)
+				v := []byte(c.Value)
+				v[len(v)/2] ^= 1
+				bad[i] = &http.Cookie{Name: c.Name, Value: string(v)}
+				if _, err := loadWith(m, bad); !errors.Is(err, session.ErrNoSession) {
+					t.Errorf("Load() with %s altered after a good Load = %v, want ErrNoSession", c.Name, err)
+				}
+				if _, err := loadWith(m, cookies); err != nil {
+					t.Errorf("Load() of the genuine cookie after a tampered one = %v, want the session", err)
+				}
+			}
+		})
+	}
+
+	t.Run("expiry", func(t *testing.T) {
+		d := sampleData("lee", 1)
+		d.ExpiresAt = clock.Now().Add(10 * time.Minute)
+		cookies := live(saveCookies(t, m, d))
+		// Loaded (and so cached) at 0, 1m and 9m59s; refused at 10m.
+		for _, step := range []time.Duration{0, time.Minute, 8*time.Minute + 59*time.Second} {
+			clock.Advance(step)
+			if _, err := loadWith(m, cookies); err != nil {
+				t.Fatalf("Load() before ExpiresAt = %v, want the session", err)
+			}
+		}
+		clock.Advance(time.Second)
+		if _, err := loadWith(m, cookies); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Load() at ExpiresAt after earlier Loads = %v, want ErrNoSession", err)
+		}
+		clock.Advance(time.Hour)
+		if _, err := loadWith(m, cookies); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Load() long after ExpiresAt = %v, want ErrNoSession", err)
+		}
+	})
+
+	if m.StoreType() == session.StoreRedis {
+		t.Run("clear", func(t *testing.T) {
+			h := newHarness(t, m)
+			h.save(sampleData("max", 300))
+			stolen := h.sessionCookies()
+			for range 3 {
+				if _, err := loadWith(m, stolen); err != nil {
+					t.Fatalf("Load() before Clear = %v, want the session", err)
+				}
+			}
+			h.do(http.MethodPost, "/clear")
+			if _, err := loadWith(m, stolen); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Load() of a copy of the cookie right after Clear = %v, want ErrNoSession", err)
+			}
+		})
 	}
 }

@@ -1,0 +1,160 @@
+package session
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/auth"
+)
+
+func TestDataCacheExpiry(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	tests := []struct {
+		name      string
+		expiresAt time.Duration // session ExpiresAt after now; 0: none
+		at        time.Duration // lookup after now
+		hit       bool
+	}{
+		{"fresh", time.Hour, 0, true},
+		{"just before max age", time.Hour, time.Minute - time.Nanosecond, true},
+		{"at max age", time.Hour, time.Minute, false},
+		{"just before session expiry", 30 * time.Second, 30*time.Second - time.Nanosecond, true},
+		{"at session expiry, before max age", 30 * time.Second, 30 * time.Second, false},
+		{"already expired session is not cached", -time.Second, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newDataCache(10, 1<<20, time.Minute)
+			d := &Data{Identity: auth.Identity{Subject: "s"}, ExpiresAt: now.Add(tt.expiresAt)}
+			k := newCacheKey("n", "sealed")
+			c.put(k, d, 10, now)
+			got := c.get(k, now.Add(tt.at))
+			if (got != nil) != tt.hit {
+				t.Fatalf("get(at now+%s) = %v, want hit %v", tt.at, got, tt.hit)
+			}
+			if got != nil && got == d {
+				t.Error("get() returned the cached Data itself, want a copy")
+			}
+			if !tt.hit && c.len() != 0 {
+				t.Errorf("len() after a miss on an expired entry = %d, want 0", c.len())
+			}
+		})
+	}
+}
+
+func TestDataCacheBounds(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	d := &Data{ExpiresAt: now.Add(time.Hour)}
+	t.Run("entries", func(t *testing.T) {
+		c := newDataCache(8, 1<<20, time.Minute)
+		for i := range 100 {
+			c.put(newCacheKey("n", fmt.Sprint(i)), d, 10, now)
+			if c.len() > 8 {
+				t.Fatalf("len() after %d puts = %d, want at most 8", i+1, c.len())
+			}
+		}
+		if k := newCacheKey("n", "99"); c.get(k, now) == nil {
+			t.Error("get(last put) = nil, want the entry just stored")
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		c := newDataCache(1000, 100, time.Minute)
+		for i := range 50 {
+			c.put(newCacheKey("n", fmt.Sprint(i)), d, 30, now)
+			if c.bytes > 100 || c.len() > 3 {
+				t.Fatalf("after %d puts of 30 bytes: %d bytes in %d entries, want at most 100 bytes", i+1, c.bytes, c.len())
+			}
+		}
+		c.put(newCacheKey("n", "big"), d, 101, now)
+		if c.get(newCacheKey("n", "big"), now) != nil {
+			t.Error("an entry larger than the whole budget was cached")
+		}
+	})
+	t.Run("expired go first", func(t *testing.T) {
+		c := newDataCache(2, 1<<20, time.Minute)
+		c.put(newCacheKey("n", "old"), d, 10, now)
+		c.put(newCacheKey("n", "young"), d, 10, now.Add(30*time.Second))
+		later := now.Add(time.Minute) // "old" has expired, "young" has not
+		c.put(newCacheKey("n", "new"), d, 10, later)
+		if c.get(newCacheKey("n", "young"), later) == nil || c.get(newCacheKey("n", "new"), later) == nil {
+			t.Error("a live entry was evicted while an expired one could go")
+		}
+	})
+	t.Run("replace keeps the byte count", func(t *testing.T) {
+		c := newDataCache(10, 1<<20, time.Minute)
+		k := newCacheKey("n", "x")
+		for range 5 {
+			c.put(k, d, 40, now)
+		}
+		if c.len() != 1 || c.bytes != 40 {
+			t.Errorf("after 5 puts of one key: %d entries, %d bytes, want 1, 40", c.len(), c.bytes)
+		}
+	})
+}
+
+// TestCacheKey pins what the key covers: the exact sealed bytes and the
+// name they were sealed for.
+func TestCacheKey(t *testing.T) {
+	base := newCacheKey("_portcullis", "abc")
+	for _, tt := range []struct{ name, sealed string }{
+		{"_portcullis", "abd"},
+		{"_portcullis", "abc "},
+		{"_portcullix", "abc"},
+		{"_portcullisa", "bc"},
+	} {
+		if newCacheKey(tt.name, tt.sealed) == base {
+			t.Errorf("newCacheKey(%q, %q) = newCacheKey(\"_portcullis\", \"abc\"), want different keys", tt.name, tt.sealed)
+		}
+	}
+}
+
+// TestLoadCachesOnlyGoodSessions checks the Manager's use of the cache:
+// a good session is decoded once, and nothing that fails to open (tampered,
+// unknown key) or has expired is ever stored.
+func TestLoadCachesOnlyGoodSessions(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	clock := func() time.Time { return now }
+	m, err := New(Config{Secrets: []auth.Secret{auth.Secret(secret(1, 32))}}, Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(Config{Secrets: []auth.Secret{auth.Secret(secret(100, 32))}}, Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookieOf := func(m *Manager, d *Data) string {
+		rec := httptest.NewRecorder()
+		if err := m.Save(rec, httptest.NewRequest(http.MethodGet, "/", nil), d); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Result().Cookies()[0].Value
+	}
+	load := func(v string) error {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.AddCookie(&http.Cookie{Name: m.name, Value: v})
+		_, err := m.Load(r)
+		return err
+	}
+	good := cookieOf(m, &Data{Identity: auth.Identity{Subject: "s"}})
+	tampered := []byte(good)
+	tampered[len(tampered)/2] ^= 1
+	for _, bad := range []string{string(tampered), cookieOf(other, &Data{Identity: auth.Identity{Subject: "s"}}), "garbage"} {
+		if err := load(bad); err == nil {
+			t.Fatalf("Load(bad cookie) = nil, want an error")
+		}
+	}
+	if n := m.cache.len(); n != 0 {
+		t.Fatalf("cache entries after bad cookies = %d, want 0", n)
+	}
+	for range 3 {
+		if err := load(good); err != nil {
+			t.Fatalf("Load(good cookie) = %v", err)
+		}
+	}
+	if n := m.cache.len(); n != 1 {
+		t.Errorf("cache entries after 3 Loads of one cookie = %d, want 1", n)
+	}
+}
