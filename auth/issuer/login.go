@@ -241,9 +241,20 @@ func (i *Issuer) authenticateUser(ctx context.Context, s *state, username, passw
 		i.audit(ctx, slog.LevelWarn, "login_failed", "issuer: sign-in failed", append(who, slog.String("reason", "invalid_input"))...)
 		return nil, errBadCredentials
 	}
-	if wait, keys, err := i.throttleWait(ctx, username, ip); err != nil {
+	wait, keys, seen, err := i.throttleWait(ctx, username, ip)
+	if err != nil {
 		return nil, err
-	} else if wait > 0 {
+	}
+	if wait == 0 {
+		if err := i.reserveAttempt(ctx, username, seen); err != nil {
+			var te *throttledError
+			if !errors.As(err, &te) {
+				return nil, err
+			}
+			wait, keys = te.retryAfter, []string{"user"}
+		}
+	}
+	if wait > 0 {
 		i.metrics.login(loginThrottled, keys...)
 		i.audit(ctx, slog.LevelWarn, "login_throttled", "issuer: sign-in refused: too many failed attempts",
 			append(who, slog.String("reason", strings.Join(keys, ",")), slog.String("retry_after", wait.String()))...)
@@ -255,9 +266,9 @@ func (i *Issuer) authenticateUser(ctx context.Context, s *state, username, passw
 		hash = []byte(u.PasswordHash)
 	}
 	// Always run bcrypt so that an unknown user takes as long as a wrong password.
-	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
+	err = bcrypt.CompareHashAndPassword(hash, []byte(password))
 	if !ok || err != nil {
-		if rerr := i.recordFailure(ctx, username, ip); rerr != nil {
+		if rerr := i.recordFailure(ctx, ip); rerr != nil {
 			return nil, rerr
 		}
 		i.metrics.login(loginFailure)

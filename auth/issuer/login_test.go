@@ -1,10 +1,12 @@
 package issuer
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -368,5 +370,41 @@ func TestThrottleIP(t *testing.T) {
 	wantOAuthError(t, res, body, http.StatusTooManyRequests, errInvalidGrant)
 	if res.Header.Get("Retry-After") == "" {
 		t.Error("no Retry-After on 429")
+	}
+}
+
+// Attempts sent all at once cannot slip past the limit while the first ones
+// are still in bcrypt: each is counted before its password is checked, so
+// at most userFailures reach the check (the rest get 429 at once).
+func TestThrottleConcurrentBurst(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Clients = append(c.Clients, ClientConfig{ID: "cli", Secret: appSecret, Grants: []string{GrantPassword}})
+	})
+	const burst = 30
+	codes := make(chan int, burst)
+	var wg sync.WaitGroup
+	for n := range burst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// All wrong: a right one would rightly clear the count.
+			pass := fmt.Sprintf("wrong-%d", n)
+			res, _ := e.postForm(pathToken, "cli", appSecret, url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {pass}})
+			codes <- res.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	checked := 0
+	dist := map[int]int{}
+	defer func() { t.Logf("status codes: %v", dist) }()
+	for c := range codes {
+		dist[c]++
+		if c != http.StatusTooManyRequests {
+			checked++
+		}
+	}
+	if checked > userFailures {
+		t.Fatalf("%d of %d simultaneous attempts had their password checked, want at most %d", checked, burst, userFailures)
 	}
 }

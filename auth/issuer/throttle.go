@@ -31,26 +31,50 @@ func userKey(username string) string { return "user:" + username }
 func ipKey(ip string) string         { return "ip:" + ip }
 
 // throttleWait returns how long the caller must wait before a sign-in for
-// username from ip is checked at all (0 means go ahead) and which counters,
-// "user" and/or "ip", impose a wait.
-func (i *Issuer) throttleWait(ctx context.Context, username, ip string) (time.Duration, []string, error) {
+// username from ip is checked at all (0 means go ahead), which counters,
+// "user" and/or "ip", impose a wait, and the username's failure count as
+// read (for reserveAttempt).
+func (i *Issuer) throttleWait(ctx context.Context, username, ip string) (time.Duration, []string, int, error) {
 	now := i.now()
 	var wait time.Duration
 	var keys []string
+	userSeen := 0
 	for _, k := range []struct {
 		name, key string
 		limit     int
 	}{{"user", userKey(username), userFailures}, {"ip", ipKey(ip), ipFailures}} {
 		t, err := i.st.GetThrottle(ctx, k.key, now, failWindow)
 		if err != nil {
-			return 0, nil, fmt.Errorf("issuer: reading throttle: %w", err)
+			return 0, nil, 0, fmt.Errorf("issuer: reading throttle: %w", err)
+		}
+		if k.name == "user" {
+			userSeen = t.Failures
 		}
 		if d := delayFor(t, k.limit, now); d > 0 {
 			wait = max(wait, d)
 			keys = append(keys, k.name)
 		}
 	}
-	return wait, keys, nil
+	return wait, keys, userSeen, nil
+}
+
+// reserveAttempt counts this attempt as a failure of username BEFORE the
+// password is checked (a success clears the count), so that attempts
+// arriving together cannot all pass a check made before any of them was
+// counted: the store's atomic increment hands out one count per attempt,
+// also across replicas. An attempt may go ahead while the count stays
+// within the limit, or when it is the first after a wait has passed (seen
+// is the count throttleWait read); any other is refused with the wait.
+func (i *Issuer) reserveAttempt(ctx context.Context, username string, seen int) error {
+	now := i.now()
+	t, err := i.st.RecordFailure(ctx, userKey(username), now, failWindow)
+	if err != nil {
+		return fmt.Errorf("issuer: recording sign-in attempt: %w", err)
+	}
+	if t.Failures <= userFailures || t.Failures == seen+1 {
+		return nil
+	}
+	return &throttledError{retryAfter: max(delayFor(t, userFailures, now), time.Second)}
 }
 
 // delayFor is the remaining wait for a counter: none below limit, then
@@ -72,13 +96,11 @@ func delayFor(t store.Throttle, limit int, now time.Time) time.Duration {
 	return until.Sub(now)
 }
 
-// recordFailure counts a failed sign-in against the username and the IP.
-func (i *Issuer) recordFailure(ctx context.Context, username, ip string) error {
-	now := i.now()
-	for _, k := range []string{userKey(username), ipKey(ip)} {
-		if _, err := i.st.RecordFailure(ctx, k, now, failWindow); err != nil {
-			return fmt.Errorf("issuer: recording failed sign-in: %w", err)
-		}
+// recordFailure counts a failed sign-in against the IP (reserveAttempt
+// already counted it against the username).
+func (i *Issuer) recordFailure(ctx context.Context, ip string) error {
+	if _, err := i.st.RecordFailure(ctx, ipKey(ip), i.now(), failWindow); err != nil {
+		return fmt.Errorf("issuer: recording failed sign-in: %w", err)
 	}
 	return nil
 }
