@@ -100,7 +100,7 @@ func canonicalize(raw string, keepSlashes bool) (string, error) {
 				segs = segs[:len(segs)-1]
 			}
 			trailing = true
-		case strings.HasPrefix(s, ".;") || strings.HasPrefix(s, "..;"):
+		case isDotParams(s):
 			return "", fmt.Errorf("%w: dot segment with parameters", errBadPath)
 		default:
 			segs = append(segs, s)
@@ -125,6 +125,17 @@ func canonicalize(raw string, keepSlashes bool) (string, error) {
 		b.WriteByte('/')
 	}
 	return b.String(), nil
+}
+
+// isDotParams reports a "." or ".." segment carrying parameters, with the
+// ";" raw or encoded (%3B): an upstream that decodes before stripping
+// parameters would read "..%3B" as "..".
+func isDotParams(s string) bool {
+	rest := strings.TrimPrefix(strings.TrimPrefix(s, "."), ".")
+	if len(rest) == len(s) {
+		return false
+	}
+	return strings.HasPrefix(rest, ";") || strings.HasPrefix(rest, "%3B")
 }
 
 // isCanonical is the fast path: most paths contain nothing to normalise.

@@ -51,8 +51,14 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		h.log.ErrorContext(r.Context(), "session store unavailable", "err", err)
 		h.forwardDeny(w, r, http.StatusUnauthorized)
 	case err == nil:
-		upstream.SetIdentityHeaders(w.Header(), id, rt.forward)
-		upstream.SetAuthRequestHeaders(w.Header(), id, rt.forward)
+		fwd := rt.forward
+		if !h.isTrusted(r) {
+			// The answer goes back to whoever asked: tokens only to a
+			// trusted proxy, never to a page's script holding the cookie.
+			fwd &^= upstream.ForwardAccessToken | upstream.ForwardIDToken | upstream.ForwardAssertion
+		}
+		upstream.SetIdentityHeaders(w.Header(), id, fwd)
+		upstream.SetAuthRequestHeaders(w.Header(), id, fwd)
 		w.WriteHeader(http.StatusAccepted)
 	case !encoded && rt.isPublic(cp):
 		w.WriteHeader(http.StatusAccepted)

@@ -136,6 +136,8 @@ func newEnv(t *testing.T, mutate func(*envConfig)) *env {
 	}
 	lc, err := login.New(login.Config{Issuer: "builtin", ClientID: "portcullis", ClientSecret: testClientSecret, Scopes: scopes}, login.Options{
 		PublicURL: pub, IssuerURL: iss.URL(), Sessions: sessions, HTTPClient: loginHTTP,
+		KeepAccessToken:  routesForward(ec.proxy.Routes, "access_token"),
+		KeepIDToken:      routesForward(ec.proxy.Routes, "id_token"),
 		EndIssuerSession: iss.EndLoginSession,
 	})
 	if err != nil {
@@ -156,6 +158,17 @@ func newEnv(t *testing.T, mutate func(*envConfig)) *env {
 		t.Fatal(err)
 	}
 	return &env{t: t, ts: ts, base: base, backend: backend, issuer: iss, sessions: sessions, client: client}
+}
+
+func routesForward(rs []RouteConfig, item string) bool {
+	for _, r := range rs {
+		for _, f := range r.Forward {
+			if f == item {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // browser returns a cookie-jar client that follows redirects.
@@ -739,5 +752,33 @@ func TestAllowEncodedSlashes(t *testing.T) {
 	}
 	if got := e.backend.Last(t).RequestURI; got != "/repo/group%2Fproject/files" {
 		t.Errorf("backend received %q, want the slashes kept encoded and only real segments resolved", got)
+	}
+}
+
+// Forward-auth answers carry tokens only to trusted proxies: a script on a
+// page that holds the session cookie must not read the access token.
+func TestForwardAuthTokensOnlyToTrustedPeers(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		t.Run(fmt.Sprint("trusted=", trusted), func(t *testing.T) {
+			e := newEnv(t, func(c *envConfig) {
+				if trusted {
+					c.trusted = []string{"127.0.0.1/32"}
+				}
+				c.proxy.Routes[0].Forward = []string{"user", "access_token"}
+			})
+			c := e.browser()
+			e.signIn(c, e.base+"/", "alice", "alice-pw")
+			resp, _ := do(t, c, "GET", e.base+"/oauth2/auth", "", nil)
+			if resp.StatusCode != 202 || resp.Header.Get("X-Auth-Request-User") != "alice" {
+				t.Fatalf("forward-auth = %d, user %q", resp.StatusCode, resp.Header.Get("X-Auth-Request-User"))
+			}
+			got := resp.Header.Get("X-Auth-Request-Access-Token") + resp.Header.Get("X-Forwarded-Access-Token")
+			if trusted && got == "" {
+				t.Error("trusted proxy did not get the access token it is configured to forward")
+			}
+			if !trusted && got != "" {
+				t.Error("an untrusted caller got the access token")
+			}
+		})
 	}
 }
