@@ -216,6 +216,15 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.proxy.ServeHTTP(w, r)
 }
 
+// untrustedOnlyHeaders are removed from requests whose peer is not a
+// trusted proxy (canonical names).
+var untrustedOnlyHeaders = []string{
+	"X-Real-Ip",
+	"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Forwarded-Uri",
+	"X-Forwarded-Prefix", "X-Forwarded-Path", "X-Forwarded-Port",
+	"X-Original-Method", "X-Forwarded-Method",
+}
+
 // rewrite builds the outbound request. ReverseProxy has already removed
 // hop-by-hop headers, Forwarded and X-Forwarded-For/-Host/-Proto from
 // pr.Out.
@@ -233,9 +242,13 @@ func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
 		}
 	} else {
 		pr.SetXForwarded()
-		// Like X-Forwarded-For, X-Real-Ip from an untrusted peer is a lie
-		// some backends believe.
-		delete(pr.Out.Header, "X-Real-Ip")
+		// Like X-Forwarded-For, these from an untrusted peer are lies some
+		// backends believe: X-Real-Ip about the client, and the rest about
+		// the URL — frameworks that route by X-Original-URL would serve a
+		// path other than the one the gate judged.
+		for _, h := range untrustedOnlyHeaders {
+			delete(pr.Out.Header, h)
+		}
 	}
 	if u.preserveHost {
 		pr.Out.Host = pr.In.Host

@@ -241,9 +241,13 @@ func TestXForwarded(t *testing.T) {
 				})
 				front, client := newFrontend(t, p, u)
 				req := newRequest(t, "GET", front.URL+"/", map[string]string{
-					"X-Forwarded-Host":  "app.example",
-					"X-Forwarded-Proto": "https",
-					"X-Real-Ip":         "203.0.113.9",
+					"X-Forwarded-Host":   "app.example",
+					"X-Forwarded-Proto":  "https",
+					"X-Real-Ip":          "203.0.113.9",
+					"X-Original-URL":     "/admin",
+					"X-Rewrite-URL":      "/admin",
+					"X-Forwarded-Uri":    "/admin",
+					"X-Forwarded-Prefix": "/evil",
 				})
 				req.Header["X-Forwarded-For"] = []string{"203.0.113.9", "198.51.100.1"}
 				if p.h2 {
@@ -272,8 +276,10 @@ func TestXForwarded(t *testing.T) {
 				} else if g, w := got.Get("X-Forwarded-Proto"), tt.wantProto(scheme); g != w {
 					t.Errorf("X-Forwarded-Proto = %q, want %q", g, w)
 				}
-				if _, ok := got["X-Real-Ip"]; ok != tt.wantReal {
-					t.Errorf("X-Real-Ip forwarded = %v, want %v", ok, tt.wantReal)
+				for _, h := range []string{"X-Real-Ip", "X-Original-Url", "X-Rewrite-Url", "X-Forwarded-Uri", "X-Forwarded-Prefix"} {
+					if _, ok := got[h]; ok != tt.wantReal {
+						t.Errorf("%s forwarded = %v, want %v (only from a trusted peer)", h, ok, tt.wantReal)
+					}
 				}
 			})
 		}
