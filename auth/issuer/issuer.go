@@ -93,8 +93,10 @@ type Issuer struct {
 	metrics *Metrics
 	now     func() time.Time
 	keys    *keyring
-	tmpl    *template.Template
-	mux     *http.ServeMux
+	// verified remembers access tokens whose signature and claims passed.
+	verified *verifiedCache
+	tmpl     *template.Template
+	mux      *http.ServeMux
 
 	reloadMu sync.Mutex
 	state    atomic.Pointer[state]
@@ -150,6 +152,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Issuer, error) {
 		log:       opts.Logger,
 		metrics:   opts.Metrics,
 		now:       opts.Now,
+		verified:  newVerifiedCache(verifiedMaxEntries, verifiedMaxAge),
 	}
 	if i.log == nil {
 		i.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -187,7 +187,10 @@ func (kr *keyring) rotateLocked(ctx context.Context, now time.Time) (*signingKey
 
 // lookup returns the published key with id kid, re-reading the store once
 // when it is unknown (another replica may have rotated).
-func (kr *keyring) lookup(ctx context.Context, kid string) (*signingKey, error) {
+//
+// expires is the key's ExpiresAt as read under kr.mu (rotation updates it
+// in place): zero while the key is current.
+func (kr *keyring) lookup(ctx context.Context, kid string) (k *signingKey, expires time.Time, err error) {
 	now := kr.now()
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
@@ -200,18 +203,18 @@ func (kr *keyring) lookup(ctx context.Context, kid string) (*signingKey, error) 
 		return nil
 	}
 	if k := find(); k != nil {
-		return k, nil
+		return k, k.rec.ExpiresAt, nil
 	}
 	// Bounded so that a flood of made-up kids cannot hammer the store.
 	if now.Sub(kr.loadedAt) >= time.Second || now.Before(kr.loadedAt) {
 		if err := kr.load(ctx, now); err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		if k := find(); k != nil {
-			return k, nil
+			return k, k.rec.ExpiresAt, nil
 		}
 	}
-	return nil, fmt.Errorf("issuer: unknown key id %q", kid)
+	return nil, time.Time{}, fmt.Errorf("issuer: unknown key id %q", kid)
 }
 
 // jwks returns the public keys of every key whose tokens may still be live.
@@ -268,27 +271,35 @@ func (kr *keyring) sign(ctx context.Context, typ string, claims any) (string, er
 // verify checks raw's signature against our published keys and returns
 // the payload and the header typ. It does not look at the claims.
 func (kr *keyring) verify(ctx context.Context, raw string) (payload []byte, typ string, err error) {
+	payload, typ, _, err = kr.verifyKey(ctx, raw)
+	return payload, typ, err
+}
+
+// verifyKey is verify that also returns when the signing key stops being
+// published (zero while it is current and not yet retired): no token it
+// signed is valid after that.
+func (kr *keyring) verifyKey(ctx context.Context, raw string) (payload []byte, typ string, keyExpires time.Time, err error) {
 	jws, err := jose.ParseSignedCompact(raw, kr.algorithms())
 	if err != nil {
-		return nil, "", fmt.Errorf("issuer: malformed token: %w", err)
+		return nil, "", time.Time{}, fmt.Errorf("issuer: malformed token: %w", err)
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, "", errors.New("issuer: token must have exactly one signature")
+		return nil, "", time.Time{}, errors.New("issuer: token must have exactly one signature")
 	}
 	h := jws.Signatures[0].Protected
-	k, err := kr.lookup(ctx, h.KeyID)
+	k, keyExpires, err := kr.lookup(ctx, h.KeyID)
 	if err != nil {
-		return nil, "", err
+		return nil, "", time.Time{}, err
 	}
 	if h.Algorithm != string(k.alg) {
-		return nil, "", fmt.Errorf("issuer: token alg %q does not match key %q", h.Algorithm, k.alg)
+		return nil, "", time.Time{}, fmt.Errorf("issuer: token alg %q does not match key %q", h.Algorithm, k.alg)
 	}
 	payload, err = jws.Verify(k.public)
 	if err != nil {
-		return nil, "", fmt.Errorf("issuer: bad token signature: %w", err)
+		return nil, "", time.Time{}, fmt.Errorf("issuer: bad token signature: %w", err)
 	}
 	typ, _ = h.ExtraHeaders[jose.HeaderType].(string)
-	return payload, typ, nil
+	return payload, typ, keyExpires, nil
 }
 
 // isAccessTokenTyp accepts "at+jwt" and its full media type (RFC 9068 §4).

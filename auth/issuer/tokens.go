@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -197,6 +198,11 @@ func invalidToken(err error) error {
 // its jti nor its grant was revoked. It does NOT check the audience: the
 // caller compares AccessToken.Audience with its own identifiers. Every
 // error wraps auth.ErrInvalidToken.
+//
+// The result of the signature and claims checks is cached per token (see
+// verifiedCache); the time checks, revocation (a store lookup) and the
+// client and user checks run on every call, so a revoked token is refused
+// on the very next request.
 func (i *Issuer) VerifyAccessToken(ctx context.Context, raw string) (*AccessToken, error) {
 	c, m, err := i.verifyAccess(ctx, raw, false)
 	if err != nil {
@@ -205,32 +211,19 @@ func (i *Issuer) VerifyAccessToken(ctx context.Context, raw string) (*AccessToke
 	return &AccessToken{
 		Subject:  c.Sub,
 		ClientID: c.ClientID,
-		Audience: c.Aud,
+		Audience: slices.Clone([]string(c.Aud)),
 		Scopes:   strings.Fields(c.Scope),
 		Expiry:   time.Unix(*c.Exp, 0),
-		Claims:   m,
+		Claims:   maps.Clone(m),
 	}, nil
 }
 
 // verifyAccess does VerifyAccessToken's checks; allowExpired skips the
 // time checks (revocation of an expired token is a no-op anyway).
 func (i *Issuer) verifyAccess(ctx context.Context, raw string, allowExpired bool) (jwtClaims, map[string]any, error) {
-	payload, typ, err := i.keys.verify(ctx, raw)
-	if err != nil {
-		return jwtClaims{}, nil, err
-	}
-	if !isAccessTokenTyp(typ) {
-		return jwtClaims{}, nil, fmt.Errorf("issuer: token typ %q is not an access token", typ)
-	}
-	c, m, err := parseClaims(payload)
+	c, m, err := i.checkSigned(ctx, raw)
 	if err != nil {
 		return c, nil, err
-	}
-	if c.Iss != i.iss {
-		return c, nil, fmt.Errorf("issuer: token issued by %q, want %q", c.Iss, i.iss)
-	}
-	if c.Exp == nil || c.Jti == "" || c.Sub == "" || c.ClientID == "" {
-		return c, nil, errors.New("issuer: token lacks exp, jti, sub or client_id")
 	}
 	if !allowExpired {
 		now := i.now()
@@ -258,6 +251,43 @@ func (i *Issuer) verifyAccess(ctx context.Context, raw string, allowExpired bool
 			}
 		}
 	}
+	return c, m, nil
+}
+
+// checkSigned checks what never changes about a token: its signature with
+// one of our published keys, typ at+jwt, iss, and that exp, jti, sub and
+// client_id are present. A token that passed is remembered until it
+// expires (bounded by verifiedMaxAge and by its key's publication), so the
+// next call only hashes it. The returned map MUST NOT be modified: it may
+// be the cached one.
+func (i *Issuer) checkSigned(ctx context.Context, raw string) (jwtClaims, map[string]any, error) {
+	key := sha256.Sum256([]byte(raw))
+	now := i.now()
+	if v, ok := i.verified.get(key, now); ok {
+		return v.claims, v.all, nil
+	}
+	payload, typ, keyExpires, err := i.keys.verifyKey(ctx, raw)
+	if err != nil {
+		return jwtClaims{}, nil, err
+	}
+	if !isAccessTokenTyp(typ) {
+		return jwtClaims{}, nil, fmt.Errorf("issuer: token typ %q is not an access token", typ)
+	}
+	c, m, err := parseClaims(payload)
+	if err != nil {
+		return c, nil, err
+	}
+	if c.Iss != i.iss {
+		return c, nil, fmt.Errorf("issuer: token issued by %q, want %q", c.Iss, i.iss)
+	}
+	if c.Exp == nil || c.Jti == "" || c.Sub == "" || c.ClientID == "" {
+		return c, nil, errors.New("issuer: token lacks exp, jti, sub or client_id")
+	}
+	exp := time.Unix(*c.Exp, 0)
+	if !keyExpires.IsZero() && keyExpires.Before(exp) {
+		exp = keyExpires
+	}
+	i.verified.put(key, verified{claims: c, all: m, expires: exp}, now)
 	return c, m, nil
 }
 
