@@ -253,7 +253,11 @@ func setIdentity(h http.Header, id *auth.Identity, f Forward, n *identityNames) 
 		vals[i] = v
 	}
 	set(0, n.user, id.User, ForwardUser)
-	set(1, n.email, id.Email, ForwardEmail)
+	if id.EmailVerified {
+		// An address the issuer did not verify may be anyone's: an app
+		// must never take it as the user's.
+		set(1, n.email, id.Email, ForwardEmail)
+	}
 	if f.Has(ForwardGroups) && len(id.Groups) > 0 {
 		g, bad := joinGroups(id.Groups)
 		if bad {

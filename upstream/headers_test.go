@@ -108,6 +108,21 @@ func TestSetIdentityHeaders(t *testing.T) {
 	}
 }
 
+// An email the issuer did not verify is never forwarded: it may be anyone's.
+func TestUnverifiedEmailNotForwarded(t *testing.T) {
+	id := alice()
+	id.EmailVerified = false
+	h := http.Header{}
+	SetIdentityHeaders(h, id, DefaultForward)
+	SetAuthRequestHeaders(h, id, DefaultForward)
+	if h.Get(HeaderEmail) != "" || h.Get(HeaderAuthRequestEmail) != "" {
+		t.Fatalf("unverified email forwarded: %v", h)
+	}
+	if h.Get(HeaderUser) != "alice" {
+		t.Fatalf("user not forwarded: %v", h)
+	}
+}
+
 func TestSetIdentityHeadersValuesAreIndependent(t *testing.T) {
 	h := http.Header{}
 	SetIdentityHeaders(h, alice(), DefaultForward)

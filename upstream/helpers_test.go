@@ -81,6 +81,7 @@ func alice() *auth.Identity {
 		Subject:           "sub-alice",
 		User:              "alice",
 		Email:             "alice@example.com",
+		EmailVerified:     true,
 		Groups:            []string{"admins", "dev"},
 		PreferredUsername: "Alice A",
 		AccessToken:       "access-token-value",

@@ -29,6 +29,8 @@ func (c *Client) IdentityFromClaims(claims map[string]any) auth.Identity {
 		id.EmailVerified = v
 	case string:
 		id.EmailVerified = strings.EqualFold(v, "true")
+	case nil:
+		id.EmailVerified = c.trustUnverifiedEmail && id.Email != ""
 	}
 	return id
 }

@@ -70,6 +70,13 @@ type Config struct {
 	Scopes []string `yaml:"scopes"`
 	// Claims names the claims an Identity is built from.
 	Claims ClaimsConfig `yaml:"claims"`
+	// InsecureTrustUnverifiedEmail treats an email as verified when the
+	// issuer sends no email_verified claim at all (some, like Entra ID,
+	// verify addresses but never say so). Unverified emails never match
+	// allow.emails / allow.domains and are not forwarded; turn this on
+	// only for an issuer where users cannot set their own address.
+	// Default: false.
+	InsecureTrustUnverifiedEmail bool `yaml:"insecure_trust_unverified_email"`
 }
 
 // ClaimsConfig is `login.claims`: which claim fills which Identity field. A
@@ -227,9 +234,11 @@ type Client struct {
 	endIssuer    func(w http.ResponseWriter, r *http.Request)
 	keepAccess   bool
 	keepID       bool
-	log          *slog.Logger
-	metrics      *Metrics
-	now          func() time.Time
+	// trustUnverifiedEmail is Config.InsecureTrustUnverifiedEmail.
+	trustUnverifiedEmail bool
+	log                  *slog.Logger
+	metrics              *Metrics
+	now                  func() time.Time
 
 	errorPage *template.Template
 
@@ -261,19 +270,20 @@ func New(cfg Config, opts Options) (*Client, error) {
 		return nil, errors.New("login: Options.Sessions is required")
 	}
 	c := &Client{
-		issuer:       cfg.Issuer,
-		clientID:     cfg.ClientID,
-		clientSecret: cfg.ClientSecret,
-		scopes:       cfg.Scopes,
-		claims:       cfg.Claims.withDefaults(),
-		sessions:     opts.Sessions,
-		httpClient:   opts.HTTPClient,
-		endIssuer:    opts.EndIssuerSession,
-		keepAccess:   opts.KeepAccessToken,
-		keepID:       opts.KeepIDToken,
-		log:          opts.Logger,
-		metrics:      opts.Metrics,
-		now:          opts.Now,
+		issuer:               cfg.Issuer,
+		clientID:             cfg.ClientID,
+		clientSecret:         cfg.ClientSecret,
+		scopes:               cfg.Scopes,
+		claims:               cfg.Claims.withDefaults(),
+		sessions:             opts.Sessions,
+		httpClient:           opts.HTTPClient,
+		endIssuer:            opts.EndIssuerSession,
+		keepAccess:           opts.KeepAccessToken,
+		keepID:               opts.KeepIDToken,
+		trustUnverifiedEmail: cfg.InsecureTrustUnverifiedEmail,
+		log:                  opts.Logger,
+		metrics:              opts.Metrics,
+		now:                  opts.Now,
 	}
 	if c.issuer == "" || c.issuer == IssuerBuiltin {
 		if opts.IssuerURL == "" {
@@ -317,6 +327,9 @@ func New(cfg Config, opts Options) (*Client, error) {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.trustUnverifiedEmail {
+		c.log.Warn("login: insecure_trust_unverified_email is on: an email without email_verified counts as verified for allow rules and forwarding; only safe where users cannot set their own address")
 	}
 	return c, nil
 }

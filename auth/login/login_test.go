@@ -732,3 +732,29 @@ func TestSessionKeepsOnlyNeededTokens(t *testing.T) {
 		})
 	}
 }
+
+// email_verified decides whether an email counts; an issuer that never
+// sends the claim needs the explicit insecure_trust_unverified_email.
+func TestEmailVerified(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		trust  bool
+		claims map[string]any
+		want   bool
+	}{
+		{"verified", false, map[string]any{"email": "a@x.com", "email_verified": true}, true},
+		{"verified as string", false, map[string]any{"email": "a@x.com", "email_verified": "true"}, true},
+		{"explicitly unverified", false, map[string]any{"email": "a@x.com", "email_verified": false}, false},
+		{"claim absent", false, map[string]any{"email": "a@x.com"}, false},
+		{"claim absent, trusted", true, map[string]any{"email": "a@x.com"}, true},
+		{"explicitly unverified, trusted", true, map[string]any{"email": "a@x.com", "email_verified": false}, false},
+		{"no email, trusted", true, map[string]any{}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config, _ *Options) { c.InsecureTrustUnverifiedEmail = tt.trust })
+			if got := e.client.IdentityFromClaims(tt.claims).EmailVerified; got != tt.want {
+				t.Errorf("EmailVerified = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

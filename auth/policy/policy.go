@@ -17,12 +17,12 @@ type Config struct {
 	// Users lists allowed user names (the Identity's User), exact match.
 	// Default: empty.
 	Users []string `yaml:"users"`
-	// Emails lists allowed email addresses, compared case-insensitively.
-	// Default: empty.
+	// Emails lists allowed email addresses, compared case-insensitively;
+	// only a verified email (email_verified) matches. Default: empty.
 	Emails []string `yaml:"emails"`
 	// Domains lists allowed email domains: "example.com" matches exactly
-	// that domain, "*.example.com" matches its subdomains (not itself).
-	// Default: empty.
+	// that domain, "*.example.com" matches its subdomains (not itself);
+	// only a verified email matches. Default: empty.
 	Domains []string `yaml:"domains"`
 	// Groups lists allowed groups; membership of any one is enough.
 	// Default: empty.
@@ -117,7 +117,9 @@ func (p *Policy) Check(id *auth.Identity) error {
 	if _, ok := p.users[id.User]; ok && id.User != "" {
 		return nil
 	}
-	if email, domain, ok := splitEmail(id.Email); ok {
+	// Email and domain rules trust only an address the issuer verified:
+	// where users can set their own email, anyone could claim the CEO's.
+	if email, domain, ok := splitEmail(id.Email); ok && id.EmailVerified {
 		if _, ok := p.emails[email]; ok {
 			return nil
 		}

@@ -18,17 +18,19 @@ var checkTests = []struct {
 	{"user match", Config{Users: []string{"alice"}}, auth.Identity{User: "alice"}, true},
 	{"user mismatch", Config{Users: []string{"alice"}}, auth.Identity{User: "alicia"}, false},
 	{"empty user never matches", Config{Users: []string{"alice"}}, auth.Identity{}, false},
-	{"email case-insensitive", Config{Emails: []string{"Bob@Example.com"}}, auth.Identity{Email: "bob@EXAMPLE.com"}, true},
-	{"email mismatch", Config{Emails: []string{"bob@example.com"}}, auth.Identity{Email: "bob@example.co"}, false},
-	{"domain exact", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "a@example.com"}, true},
-	{"domain does not cover subdomain", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "a@dev.example.com"}, false},
-	{"wildcard covers subdomain", Config{Domains: []string{"*.example.com"}}, auth.Identity{Email: "a@dev.example.com"}, true},
-	{"wildcard not the apex", Config{Domains: []string{"*.example.com"}}, auth.Identity{Email: "a@example.com"}, false},
-	{"wildcard boundary", Config{Domains: []string{"*.example.com"}}, auth.Identity{Email: "a@evilexample.com"}, false},
-	{"suffix attack", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "a@example.com.evil.org"}, false},
-	{"two @ refused", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "a@evil.org@example.com"}, false},
-	{"two @ refused for emails", Config{Emails: []string{"a@example.com"}}, auth.Identity{Email: "a@example.com@"}, false},
-	{"no @", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "example.com"}, false},
+	{"email case-insensitive", Config{Emails: []string{"Bob@Example.com"}}, auth.Identity{Email: "bob@EXAMPLE.com", EmailVerified: true}, true},
+	{"email mismatch", Config{Emails: []string{"bob@example.com"}}, auth.Identity{Email: "bob@example.co", EmailVerified: true}, false},
+	{"domain exact", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "a@example.com", EmailVerified: true}, true},
+	{"domain does not cover subdomain", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "a@dev.example.com", EmailVerified: true}, false},
+	{"wildcard covers subdomain", Config{Domains: []string{"*.example.com"}}, auth.Identity{Email: "a@dev.example.com", EmailVerified: true}, true},
+	{"wildcard not the apex", Config{Domains: []string{"*.example.com"}}, auth.Identity{Email: "a@example.com", EmailVerified: true}, false},
+	{"wildcard boundary", Config{Domains: []string{"*.example.com"}}, auth.Identity{Email: "a@evilexample.com", EmailVerified: true}, false},
+	{"suffix attack", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "a@example.com.evil.org", EmailVerified: true}, false},
+	{"two @ refused", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "a@evil.org@example.com", EmailVerified: true}, false},
+	{"two @ refused for emails", Config{Emails: []string{"a@example.com"}}, auth.Identity{Email: "a@example.com@", EmailVerified: true}, false},
+	{"no @", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "example.com", EmailVerified: true}, false},
+	{"unverified email never matches an email rule", Config{Emails: []string{"ceo@example.com"}}, auth.Identity{Email: "ceo@example.com"}, false},
+	{"unverified email never matches a domain rule", Config{Domains: []string{"example.com"}}, auth.Identity{Email: "a@example.com"}, false},
 	{"group match", Config{Groups: []string{"admins"}}, auth.Identity{Groups: []string{"users", "admins"}}, true},
 	{"group case-sensitive", Config{Groups: []string{"admins"}}, auth.Identity{Groups: []string{"Admins"}}, false},
 	{"any list suffices", Config{Users: []string{"z"}, Groups: []string{"g"}}, auth.Identity{User: "a", Groups: []string{"g"}}, true},
@@ -90,7 +92,7 @@ func TestValidate(t *testing.T) {
 
 func BenchmarkCheck(b *testing.B) {
 	p, _ := New(Config{Domains: []string{"example.com"}, Groups: []string{"admins", "ops"}})
-	id := &auth.Identity{User: "alice", Email: "alice@example.org", Groups: []string{"dev", "users", "ops"}}
+	id := &auth.Identity{User: "alice", Email: "alice@example.org", EmailVerified: true, Groups: []string{"dev", "users", "ops"}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if p.Check(id) != nil {
