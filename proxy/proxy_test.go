@@ -782,3 +782,23 @@ func TestForwardAuthTokensOnlyToTrustedPeers(t *testing.T) {
 		})
 	}
 }
+
+// Sign-out revokes the session's refresh token at the issuer, so a copy of
+// the cookie stops working at its next refresh instead of after a week.
+func TestSignOutRevokesRefreshToken(t *testing.T) {
+	e := newEnv(t, func(c *envConfig) {
+		c.scopes = []string{"openid", "email", "profile", "groups", "offline_access"}
+		c.issuer.Tokens.AccessTTL = 2 * time.Minute // due at once (refresh_after 5m)
+	})
+	c := e.browser()
+	e.signIn(c, e.base+"/", "alice", "alice-pw")
+	u, _ := url.Parse(e.base)
+	copied := c.Jar.Cookies(u)
+	do(t, c, "GET", e.base+"/oauth2/sign_out", "text/html", nil)
+
+	thief := e.browser()
+	thief.Jar.SetCookies(u, copied)
+	if resp, body := do(t, thief, "GET", e.base+"/x", "application/json", nil); resp.StatusCode != 401 {
+		t.Fatalf("copied cookie after sign-out = %d %s, want 401 (refresh refused)", resp.StatusCode, body)
+	}
+}

@@ -253,7 +253,8 @@ type discovered struct {
 	verifier      *oidc.IDTokenVerifier
 	oauth         *oauth2.Config
 	endSession    string
-	issParamKnown bool // RFC 9207 authorization_response_iss_parameter_supported
+	revocation    string // RFC 7009 revocation_endpoint, if any
+	issParamKnown bool   // RFC 9207 authorization_response_iss_parameter_supported
 }
 
 // New checks cfg and opts, reads the client secret file and returns a Client
@@ -346,6 +347,7 @@ func (c *Client) Discover(ctx context.Context) error {
 	var meta struct {
 		Algs          []string `json:"id_token_signing_alg_values_supported"`
 		EndSession    string   `json:"end_session_endpoint"`
+		Revocation    string   `json:"revocation_endpoint"`
 		IssParam      bool     `json:"authorization_response_iss_parameter_supported"`
 		AuthMethods   []string `json:"token_endpoint_auth_methods_supported"`
 		TokenEndpoint string   `json:"token_endpoint"`
@@ -384,6 +386,7 @@ func (c *Client) Discover(ctx context.Context) error {
 			Scopes:       c.scopes,
 		},
 		endSession:    meta.EndSession,
+		revocation:    meta.Revocation,
 		issParamKnown: meta.IssParam,
 	}
 	switch {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -233,6 +234,10 @@ func (c *Client) SignOut(w http.ResponseWriter, r *http.Request) {
 	if d, err := c.sessions.Load(r); err == nil {
 		idToken = d.IDToken
 		attrs = append(attrs, slog.String("sub", d.Identity.Subject))
+		if d.RefreshToken != "" {
+			// A copy of the cookie must not keep refreshing after sign-out.
+			c.revoke(r.Context(), d.RefreshToken)
+		}
 	}
 	c.sessions.Clear(w, r)
 	c.metrics.signOut()
@@ -257,4 +262,41 @@ func (c *Client) SignOut(w http.ResponseWriter, r *http.Request) {
 		c.log.WarnContext(r.Context(), "login: sign-out: end_session_endpoint unusable")
 	}
 	http.Redirect(w, r, c.local(rd), http.StatusFound)
+}
+
+// revoke asks the issuer to revoke a refresh token (RFC 7009), when it has
+// a revocation endpoint. It is best effort: sign-out goes on whatever the
+// issuer answers, and a failure is logged (without the token).
+func (c *Client) revoke(ctx context.Context, refreshToken string) {
+	disc := c.disc.Load()
+	if disc == nil || disc.revocation == "" {
+		return
+	}
+	form := url.Values{"token": {refreshToken}, "token_type_hint": {"refresh_token"}}
+	if disc.oauth.Endpoint.AuthStyle == oauth2.AuthStyleInParams {
+		form.Set("client_id", c.clientID)
+		if !c.clientSecret.IsZero() {
+			form.Set("client_secret", c.clientSecret.Reveal())
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, disc.revocation, strings.NewReader(form.Encode()))
+	if err != nil {
+		c.log.WarnContext(ctx, "login: sign-out: revoking the refresh token", "err", err)
+		return
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if disc.oauth.Endpoint.AuthStyle != oauth2.AuthStyleInParams {
+		req.SetBasicAuth(url.QueryEscape(c.clientID), url.QueryEscape(c.clientSecret.Reveal()))
+	}
+	resp, err := c.httpClient.Do(req)
+	if err != nil {
+		c.log.WarnContext(ctx, "login: sign-out: revoking the refresh token", "err", err)
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		c.log.WarnContext(ctx, "login: sign-out: the issuer refused to revoke the refresh token", "status", resp.StatusCode)
+	}
 }
