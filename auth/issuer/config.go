@@ -180,10 +180,19 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, validateUsers("users", c.Users)...)
 
+	usernames := map[string]bool{}
+	for _, u := range c.Users {
+		usernames[u.Username] = true
+	}
 	seen := map[string]int{}
 	for i, cl := range c.Clients {
 		p := fmt.Sprintf("clients[%d]", i)
 		errs = append(errs, cl.validate(p)...)
+		if usernames[cl.ID] {
+			// A client_credentials token's subject is the client id: it
+			// must never pass for the user of the same name.
+			add("%s.id: %q: also a username in users; choose another client id", p, cl.ID)
+		}
 		if cl.ID != "" {
 			if j, dup := seen[cl.ID]; dup {
 				add("%s.id: %q: duplicate client id (also clients[%d])", p, cl.ID, j)

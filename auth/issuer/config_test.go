@@ -52,6 +52,8 @@ func TestConfigValidate(t *testing.T) {
 		{"issuer url", func(c *Config) { c.URL = "ftp://x" }, `url: "ftp://x": must be an http or https URL`},
 		{"storage", func(c *Config) { c.Storage = store.Config{Type: "foo"} }, `storage.type: "foo": unknown storage type`},
 		{"scope", func(c *Config) { c.Clients[0].Scopes = []string{"a b"} }, `clients[0].scopes[0]: "a b": not a valid scope name`},
+		{"client id is a username", func(c *Config) { c.Clients[0].ID = c.Users[0].Username },
+			`clients[0].id: "alice": also a username in users; choose another client id`},
 		{"client id colon", func(c *Config) { c.Clients[0].ID = "a:b" }, `clients[0].id: "a:b": must not contain ':'`},
 	}
 	for _, tt := range tests {

@@ -408,3 +408,17 @@ func TestThrottleConcurrentBurst(t *testing.T) {
 		t.Fatalf("%d of %d simultaneous attempts had their password checked, want at most %d", checked, burst, userFailures)
 	}
 }
+
+func TestIPKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":            "ip:192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "ip:2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "ip:2001:db8:1:2::/64",
+		"::ffff:192.0.2.7":     "ip:::ffff:192.0.2.7",
+		"not-an-address":       "ip:not-an-address",
+	} {
+		if got := ipKey(in); got != want {
+			t.Errorf("ipKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package issuer
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
@@ -28,7 +29,16 @@ func (e *throttledError) Error() string {
 }
 
 func userKey(username string) string { return "user:" + username }
-func ipKey(ip string) string         { return "ip:" + ip }
+// ipKey counts an IPv6 client by its /64: one host usually holds a whole
+// /64, and counting single addresses would hand an attacker 2^64 fresh
+// counters.
+func ipKey(ip string) string {
+	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(64)
+		return "ip:" + p.String()
+	}
+	return "ip:" + ip
+}
 
 // throttleWait returns how long the caller must wait before a sign-in for
 // username from ip is checked at all (0 means go ahead), which counters,
