@@ -14,24 +14,34 @@ import (
 // isJWT tells an access token (a compact JWS) from an opaque refresh token.
 func isJWT(tok string) bool { return strings.Count(tok, ".") == 2 }
 
+// backChannel reads an introspection or revocation request: the form, the
+// client it authenticates as (public clients only where allowPublic) and
+// the token. When it returns false it has already answered with the error.
+func (i *Issuer) backChannel(w http.ResponseWriter, r *http.Request, allowPublic bool) (*client, string, bool) {
+	if err := parseBackChannelForm(w, r); err != nil {
+		i.writeTokenError(w, r, err)
+		return nil, "", false
+	}
+	c, err := i.authenticateClient(r, i.state.Load(), allowPublic)
+	if err != nil {
+		i.writeTokenError(w, r, err)
+		return nil, "", false
+	}
+	tok := r.PostForm.Get("token")
+	if tok == "" {
+		i.writeTokenError(w, r, newErr(http.StatusBadRequest, errInvalidRequest, "token is missing"))
+		return nil, "", false
+	}
+	return c, tok, true
+}
+
 // handleIntrospect is RFC 7662. The caller must authenticate as a
 // confidential client; an inactive token is {"active":false} and nothing
 // more.
 func (i *Issuer) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if err := parseBackChannelForm(w, r); err != nil {
-		i.writeTokenError(w, r, err)
-		return
-	}
-	s := i.state.Load()
-	c, err := i.authenticateClient(r, s, false)
-	if err != nil {
-		i.writeTokenError(w, r, err)
-		return
-	}
-	tok := r.PostForm.Get("token")
-	if tok == "" {
-		i.writeTokenError(w, r, newErr(http.StatusBadRequest, errInvalidRequest, "token is missing"))
+	c, tok, ok := i.backChannel(w, r, false)
+	if !ok {
 		return
 	}
 	inactive := map[string]any{"active": false}
@@ -93,19 +103,8 @@ func (i *Issuer) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 // get the same 200.
 func (i *Issuer) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if err := parseBackChannelForm(w, r); err != nil {
-		i.writeTokenError(w, r, err)
-		return
-	}
-	s := i.state.Load()
-	c, err := i.authenticateClient(r, s, true)
-	if err != nil {
-		i.writeTokenError(w, r, err)
-		return
-	}
-	tok := r.PostForm.Get("token")
-	if tok == "" {
-		i.writeTokenError(w, r, newErr(http.StatusBadRequest, errInvalidRequest, "token is missing"))
+	c, tok, ok := i.backChannel(w, r, true)
+	if !ok {
 		return
 	}
 	now := i.now()
@@ -127,7 +126,7 @@ func (i *Issuer) handleRevoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err == nil && rec.ClientID == c.ID {
-			if err := i.st.Revoke(ctx, rec.FamilyID, now.Add(s.tokens.familyRevocationTTL())); err != nil {
+			if err := i.st.Revoke(ctx, rec.FamilyID, now.Add(i.state.Load().tokens.familyRevocationTTL())); err != nil {
 				i.writeTokenError(w, r, internalErr(err))
 				return
 			}
