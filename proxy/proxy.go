@@ -85,7 +85,6 @@ type Handler struct {
 	issuerHost  string // "" when the issuer shares the public host
 	issuerPaths []string
 	bearer      BearerVerifier
-	bearerAud   string
 	control     *http.ServeMux
 	// encodedSlashes is set when some route has allow_encoded_slashes.
 	encodedSlashes bool
@@ -109,7 +108,6 @@ func New(cfg Config, opts Options) (*Handler, error) {
 		login:      opts.Login,
 		issuer:     opts.Issuer,
 		bearer:     opts.Bearer,
-		bearerAud:  opts.BearerAudience,
 		metrics:    opts.Metrics,
 		log:        opts.Logger,
 	}
@@ -144,16 +142,16 @@ func New(cfg Config, opts Options) (*Handler, error) {
 			return nil, fmt.Errorf("upstreams[%d].allow: %w", i, err)
 		}
 		routes = append(routes, &route{
-			name:            rc.Name,
-			host:            normalizeHost(rc.Host),
-			path:            orDefault(rc.Path, "/"),
-			public:          rc.Public,
-			policy:          pol,
-			bearer:          rc.Bearer,
-			bearerAudiences: rc.BearerAudiences,
-			forward:         fwd,
-			encodedSlashes:  rc.AllowEncodedSlashes,
-			upstream:        up,
+			name:           rc.Name,
+			host:           normalizeHost(rc.Host),
+			path:           orDefault(rc.Path, "/"),
+			public:         rc.Public,
+			policy:         pol,
+			bearer:         rc.Bearer,
+			audiences:      bearerAudiences(opts.BearerAudience, rc.BearerAudiences),
+			forward:        fwd,
+			encodedSlashes: rc.AllowEncodedSlashes,
+			upstream:       up,
 		})
 		h.encodedSlashes = h.encodedSlashes || rc.AllowEncodedSlashes
 	}
@@ -361,11 +359,7 @@ func (h *Handler) verifyBearer(ctx context.Context, raw string, rt *route) (*aut
 	if h.bearer == nil {
 		return nil, fmt.Errorf("%w: bearer tokens are not configured", auth.ErrInvalidToken)
 	}
-	auds := rt.bearerAudiences
-	if h.bearerAud != "" {
-		auds = append([]string{h.bearerAud}, auds...)
-	}
-	id, err := h.bearer.VerifyBearer(ctx, raw, auds)
+	id, err := h.bearer.VerifyBearer(ctx, raw, rt.audiences)
 	if errors.Is(err, bearer.ErrUnavailable) {
 		// The issuer is down: that is not the caller's fault.
 		return nil, err
@@ -376,6 +370,17 @@ func (h *Handler) verifyBearer(ctx context.Context, raw string, rt *route) (*aut
 	}
 	id.Method = auth.MethodBearer
 	return id, nil
+}
+
+// bearerAudiences is the audience list a route's bearer tokens are
+// checked against: the default audience (when there is one), then the
+// route's own. Built once per route, not per request.
+func bearerAudiences(def string, route []string) []string {
+	var auds []string
+	if def != "" {
+		auds = append(auds, def)
+	}
+	return append(auds, route...)
 }
 
 // bearerToken returns the token of an "Authorization: Bearer" header.

@@ -10,22 +10,23 @@ import (
 
 // route is a compiled RouteConfig.
 type route struct {
-	name            string
-	host            string // normalised; "" matches any host
-	path            string
-	public          []string
-	policy          *policy.Policy
-	bearer          bool
-	bearerAudiences []string
-	forward         upstream.Forward
-	encodedSlashes  bool
-	upstream        *upstream.Upstream
+	name           string
+	host           string // normalised; "" matches any host
+	path           string
+	public         []string
+	policy         *policy.Policy
+	bearer         bool
+	audiences      []string // accepted in bearer tokens: the default one, then bearer_audiences
+	forward        upstream.Forward
+	encodedSlashes bool
+	upstream       *upstream.Upstream
 }
 
 // table finds the route for a request: routes with a matching host beat
 // host-less ones, then the longest path prefix wins.
 type table struct {
-	routes []*route // sorted: specific host first, then longer path first
+	routes    []*route // sorted: specific host first, then longer path first
+	hostNames []string // distinct non-empty route hosts, computed once
 }
 
 func newTable(rs []*route) *table {
@@ -37,7 +38,15 @@ func newTable(rs []*route) *table {
 		}
 		return len(a.path) > len(b.path)
 	})
-	return &table{routes: sorted}
+	t := &table{routes: sorted}
+	seen := map[string]bool{}
+	for _, r := range sorted {
+		if r.host != "" && !seen[r.host] {
+			seen[r.host] = true
+			t.hostNames = append(t.hostNames, r.host)
+		}
+	}
+	return t
 }
 
 // match returns the route for a normalised host and a canonical path, or nil.
@@ -74,15 +83,6 @@ func pathHasPrefix(path, prefix string) bool {
 }
 
 // hosts lists the distinct host names routes are configured for: the only
-// hosts an absolute return target may point to.
-func (t *table) hosts() []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, r := range t.routes {
-		if r.host != "" && !seen[r.host] {
-			seen[r.host] = true
-			out = append(out, r.host)
-		}
-	}
-	return out
-}
+// hosts an absolute return target may point to. The slice is shared: do
+// not modify it.
+func (t *table) hosts() []string { return t.hostNames }
