@@ -19,6 +19,9 @@
 #   MAX_SECONDS  hard limit for the whole run, build included (default 600)
 #   OUT          where the Markdown result goes (default bench/results/latest.md)
 #   KEEP         1 keeps the temp dir (binaries, config, logs) for inspection
+#   LOG_LEVEL    Portcullis log.level (default warn; info writes one access
+#                line per request, to a file: the server's stderr)
+#   LOG_FORMAT   Portcullis log.format (default text; json)
 set -euo pipefail
 
 DURATION=${DURATION:-4}
@@ -30,6 +33,8 @@ LOAD_CPU=${LOAD_CPU:-1}
 MAX_SECONDS=${MAX_SECONDS:-600}
 DOWNLOADS=${DOWNLOADS:-3}
 KEEP=${KEEP:-0}
+LOG_LEVEL=${LOG_LEVEL:-warn}
+LOG_FORMAT=${LOG_FORMAT:-text}
 DOWNLOAD_MIB=100
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,6 +90,8 @@ for n in "$DURATION" "$ROUNDS" "$CONNECTIONS" "$DOWNLOADS" "$SERVER_CPU" "$LOAD_
 done
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNECTIONS" -ge 1 ] && [ "$DOWNLOADS" -ge 1 ] ||
   fail "DURATION, ROUNDS, CONNECTIONS and DOWNLOADS must be at least 1"
+case "$LOG_LEVEL/$LOG_FORMAT" in debug/* | info/* | warn/* | error/*) ;; *) fail "LOG_LEVEL must be debug, info, warn or error" ;; esac
+case "$LOG_FORMAT" in text | json) ;; *) fail "LOG_FORMAT must be text or json" ;; esac
 for p in $PATHS; do
   case "$p" in cookie | bearer | unauth | browser | public | fwdauth | download) ;;
   *) fail "PATHS: unknown \"$p\" (want cookie, bearer, unauth, browser, public, fwdauth, download)" ;;
@@ -121,8 +128,11 @@ TCK=$(getconf CLK_TCK)
 TMP=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
 log "building into $TMP"
 # In the background with its pid in CHILD, so an interrupt stops it too
-# (timeout passes the signal on to go and its compilers).
-(cd "$ROOT" && timeout 300 go build -o "$TMP/" ./cmd/portcullis ./bench/upstream ./bench/bareproxy ./bench/signin) \
+# (timeout passes the signal on to go and its compilers). Every binary is
+# built the way the Dockerfile ships Portcullis: static (CGO_ENABLED=0, so
+# no libc is mapped), -trimpath, -ldflags="-s -w".
+(cd "$ROOT" && CGO_ENABLED=0 timeout 300 go build -trimpath -ldflags="-s -w" -o "$TMP/" \
+  ./cmd/portcullis ./bench/upstream ./bench/bareproxy ./bench/signin) \
   >"$TMP/build.log" 2>&1 &
 CHILD=$!
 wait "$CHILD" || { cat "$TMP/build.log" >&2; fail "go build"; }
@@ -165,7 +175,7 @@ server:
   listen: "127.0.0.1:$PC_PORT"
   public_url: "$PC"
   tls: { mode: off }
-  log: { format: text, level: warn }   # so logging does not dominate
+  log: { format: $LOG_FORMAT, level: $LOG_LEVEL }   # default warn: no access line per request
   timeouts: { shutdown: 5s }
 session:
   secrets: ["\${PORTCULLIS_SESSION_SECRET}"]
@@ -266,6 +276,8 @@ measured_pid() { case "$1" in direct) echo "$PID_upstream" ;; bare) echo "$PID_b
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime+stime (after "(comm)": comm has no spaces here)
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# rss_split PID: "anon file" KiB (VmRSS = RssAnon + RssFile + RssShmem).
+rss_split() { awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { print a + 0, f + 0 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 # Preflight: one request per kind and target, to show what status each
@@ -286,13 +298,13 @@ for p in cookie bearer public fwdauth; do
 done
 
 # ---------------------------------------------------------------- measure
-RES="$TMP/results.tsv" # path target round value p50ms p99ms non2xx3xx sockerr cpu_us rss_kib
+RES="$TMP/results.tsv" # path target round value p50ms p99ms non2xx3xx sockerr cpu_us rss_kib anon_kib file_kib
 : >"$RES"
 HALF=$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')
 
 # run_wrk KIND TARGET ROUND
 run_wrk() {
-  local p=$1 t=$2 r=$3 pid c0 c1 rss out
+  local p=$1 t=$2 r=$3 pid c0 c1 rss split out
   set_request "$p"
   pid=$(measured_pid "$t")
   out="$TMP/wrk-$p-$t-$r.txt"
@@ -302,10 +314,11 @@ run_wrk() {
   CHILD=$!
   sleep "$HALF"
   rss=$(rss_kib "$pid") # under load, mid-run
+  split=$(rss_split "$pid")
   wait "$CHILD" || { cat "$out" >&2; fail "wrk against $t ($p) failed"; }
   CHILD=""
   c1=$(cpu_ticks "$pid")
-  awk -v p="$p" -v t="$t" -v r="$r" -v dt=$((c1 - c0)) -v tck="$TCK" -v rss="$rss" '
+  awk -v p="$p" -v t="$t" -v r="$r" -v dt=$((c1 - c0)) -v tck="$TCK" -v rss="$rss" -v rsplit="$split" '
     function ms(s,   v) {
       v = s + 0
       if (s ~ /us$/) return v / 1000
@@ -322,13 +335,14 @@ run_wrk() {
     /Socket errors:/ { gsub(",", ""); se = $4 + $6 + $8 + $10 }
     END {
       if (n == "" || rps == "") { print "unparsable wrk output" > "/dev/stderr"; exit 1 }
-      printf "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%d\t%d\t%.2f\t%d\n", p, t, r, rps, p50, p99, bad + 0, se + 0, dt * 1e6 / tck / (n > 0 ? n : 1), rss
+      split(rsplit, sp, " ")
+      printf "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%d\t%d\t%.2f\t%d\t%d\t%d\n", p, t, r, rps, p50, p99, bad + 0, se + 0, dt * 1e6 / tck / (n > 0 ? n : 1), rss, sp[1], sp[2]
     }' "$out" >>"$RES" || { cat "$out" >&2; fail "could not read wrk output for $t ($p)"; }
 }
 
 # run_download TARGET ROUND: one 100 MiB download with curl.
 run_download() {
-  local t=$1 r=$2 pid c0 c1 res code speed size rss
+  local t=$1 r=$2 pid c0 c1 res code speed size rss split
   set_request download
   pid=$(measured_pid "$t")
   c0=$(cpu_ticks "$pid")
@@ -336,10 +350,12 @@ run_download() {
     "${HDRS[@]}" "$(base_of "$t")$URLPATH") || fail "download through $t failed"
   c1=$(cpu_ticks "$pid")
   rss=$(rss_kib "$pid")
+  split=$(rss_split "$pid")
   read -r code speed size <<<"$res"
   [ "$code" = 200 ] && [ "$size" = $((DOWNLOAD_MIB << 20)) ] || fail "download through $t: status $code, $size bytes"
-  awk -v t="$t" -v r="$r" -v s="$speed" -v dt=$((c1 - c0)) -v tck="$TCK" -v rss="$rss" 'BEGIN {
-    printf "download\t%s\t%s\t%.1f\t0\t0\t0\t0\t%.2f\t%d\n", t, r, s / 1048576, dt * 1e6 / tck, rss }' >>"$RES"
+  awk -v t="$t" -v r="$r" -v s="$speed" -v dt=$((c1 - c0)) -v tck="$TCK" -v rss="$rss" -v rsplit="$split" 'BEGIN {
+    split(rsplit, sp, " ")
+    printf "download\t%s\t%s\t%.1f\t0\t0\t0\t0\t%.2f\t%d\t%d\t%d\n", t, r, s / 1048576, dt * 1e6 / tck, rss, sp[1], sp[2] }' >>"$RES"
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -401,6 +417,10 @@ for p in $PATHS; do
   v=$(colmax "$p" portcullis 10)
   if [ "$v" -gt "$RSS_MAX_PC" ]; then RSS_MAX_PC=$v; fi
 done
+# rss_split_of TARGET: "anon file" MiB of that target's largest mid-run RSS sample.
+rss_split_of() {
+  awk -v t="$1" -F'\t' '$2 == t && $10 > m { m = $10; a = $11; f = $12 } END { printf "%.1f MiB anonymous + %.1f MiB file-backed", a / 1024, f / 1024 }' "$RES"
+}
 
 GIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(cd "$ROOT" && git status --porcelain -- cmd proxy auth upstream 2>/dev/null)" ]; then GIT="$GIT (+ uncommitted changes)"; fi
@@ -411,7 +431,7 @@ report() {
   echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), commit $GIT, $(go version | cut -d' ' -f3), Linux $(uname -r), $NCPU × $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
   echo "- wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds alternating direct/bare/portcullis then portcullis/bare/direct; downloads: curl, $DOWNLOADS per target per round; every figure is the median over rounds (non-2xx: sum)"
   echo "- **Pinning (taskset):** upstream, bare proxy and Portcullis on CPU $SERVER_CPU (Cpus_allowed_list: upstream $AFF_UP, bare $AFF_BARE, portcullis $AFF_PC, so Go runs them with GOMAXPROCS=1); wrk and curl on CPU $LOAD_CPU"
-  echo "- Portcullis: built-in issuer, cookie session store, \`log.level: warn\`; session cookie header $COOKIE_BYTES bytes; bearer = client_credentials access token (RS256 JWT)"
+  echo "- Portcullis: built-in issuer, cookie session store, \`log: { level: $LOG_LEVEL, format: $LOG_FORMAT }\` (stderr to a file); session cookie header $COOKIE_BYTES bytes; bearer = client_credentials access token (RS256 JWT); every binary built static as the Dockerfile ships it (CGO_ENABLED=0, -trimpath, -s -w)"
   echo "- load average at start $LOAD_START, at end $LOAD_END. Nothing else on the machine is stopped for the run, so other work shows up as noise: trust the ratios within one run more than absolute numbers across runs"
   echo
   echo "| request | status d/b/p | direct req/s | bare req/s | portcullis req/s | P ÷ bare | P ÷ direct | p50 ms d / b / p | p99 ms d / b / p | p99 P ÷ bare | non-2xx/3xx P | CPU µs/req bare | CPU µs/req P | RSS MiB bare / P |"
@@ -443,7 +463,7 @@ report() {
   echo
   local se=0 t
   for p in $PATHS; do for t in direct bare portcullis; do se=$((se + ${M[$p,$t,se]})); done; done
-  echo "Status d/b/p is one preflight request's status per target (direct upstream / bare proxy / Portcullis); direct and bare do no auth, so they answer 200 where Portcullis answers 401, 302 or 202. Socket errors over all wrk runs: $se. CPU is the measured process's utime+stime per request (for the download: per 100 MiB); RSS is VmRSS sampled mid-run under load. Peak RSS (VmHWM) over the whole run: bare $(awk -v k="$HWM_BARE" 'BEGIN { printf "%.1f", k / 1024 }') MiB, Portcullis $(awk -v k="$HWM_PC" 'BEGIN { printf "%.1f", k / 1024 }') MiB."
+  echo "Status d/b/p is one preflight request's status per target (direct upstream / bare proxy / Portcullis); direct and bare do no auth, so they answer 200 where Portcullis answers 401, 302 or 202. Socket errors over all wrk runs: $se. CPU is the measured process's utime+stime per request (for the download: per 100 MiB); RSS is VmRSS sampled mid-run under load. Peak RSS (VmHWM) over the whole run: bare $(awk -v k="$HWM_BARE" 'BEGIN { printf "%.1f", k / 1024 }') MiB, Portcullis $(awk -v k="$HWM_PC" 'BEGIN { printf "%.1f", k / 1024 }') MiB. Largest mid-run sample split (RssAnon + RssFile): bare $(rss_split_of bare), Portcullis $(rss_split_of portcullis); file-backed pages are the binary's code and read-only data the process has touched (clean, shared with the page cache)."
   echo
   echo "### Targets (reported, not asserted)"
   echo

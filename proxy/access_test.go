@@ -146,3 +146,21 @@ func TestRecorderUnwraps(t *testing.T) {
 		t.Fatal("recorder did not flush the underlying writer")
 	}
 }
+
+// TestFixedJSONAnswers pins the pre-encoded answers to what encoding/json
+// makes of the same values, so clients see no difference.
+func TestFixedJSONAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		body string
+		v    map[string]string
+	}{
+		{unauthenticatedJSON, map[string]string{"error": "unauthenticated"}},
+		{invalidTokenJSON, map[string]string{"error": "invalid_token", "error_description": "the bearer token is not valid here"}},
+	} {
+		rec := httptest.NewRecorder()
+		writeJSON(rec, 401, tt.v)
+		if rec.Body.String() != tt.body {
+			t.Errorf("pre-encoded body = %q, want json's %q", tt.body, rec.Body.String())
+		}
+	}
+}

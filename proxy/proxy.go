@@ -405,12 +405,12 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
 		h.forbidden(w, r, err)
 	case errors.Is(err, auth.ErrInvalidToken):
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "the bearer token is not valid here"})
+		writeJSONBody(w, http.StatusUnauthorized, invalidTokenJSON)
 	case isBrowser(r):
 		h.login.Redirect(w, r, h.returnTarget(r))
 	default:
 		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
+		writeJSONBody(w, http.StatusUnauthorized, unauthenticatedJSON)
 	}
 }
 
@@ -493,7 +493,7 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	if id == nil {
 		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated"})
+		writeJSONBody(w, http.StatusUnauthorized, unauthenticatedJSON)
 		return
 	}
 	groups := id.Groups
