@@ -93,6 +93,8 @@ type Issuer struct {
 	metrics *Metrics
 	now     func() time.Time
 	keys    *keyring
+	// checking counts password checks under way per client IP.
+	checking checksInFlight
 	// verified remembers access tokens whose signature and claims passed.
 	verified *verifiedCache
 	tmpl     *template.Template

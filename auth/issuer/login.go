@@ -246,7 +246,14 @@ func (i *Issuer) authenticateUser(ctx context.Context, s *state, username, passw
 		return nil, err
 	}
 	if wait == 0 {
-		if err := i.reserveAttempt(ctx, username, seen); err != nil {
+		if !i.checking.acquire(ipKey(ip), seen.ip, ipFailures) {
+			wait, keys = time.Second, []string{"ip"}
+		} else {
+			defer i.checking.release(ipKey(ip))
+		}
+	}
+	if wait == 0 {
+		if err := i.reserveAttempt(ctx, username, seen.user); err != nil {
 			var te *throttledError
 			if !errors.As(err, &te) {
 				return nil, err

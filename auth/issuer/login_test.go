@@ -422,3 +422,34 @@ func TestIPKey(t *testing.T) {
 		}
 	}
 }
+
+// A simultaneous burst for many usernames from one address cannot pass the
+// per-IP limit either: checks under way count against it.
+func TestThrottleIPConcurrentBurst(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Clients = append(c.Clients, ClientConfig{ID: "cli", Secret: appSecret, Grants: []string{GrantPassword}})
+	})
+	const burst = 60
+	codes := make(chan int, burst)
+	var wg sync.WaitGroup
+	for n := range burst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, _ := e.postForm(pathToken, "cli", appSecret, url.Values{"grant_type": {"password"},
+				"username": {fmt.Sprintf("user-%d", n)}, "password": {"wrong"}})
+			codes <- res.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	checked := 0
+	for c := range codes {
+		if c != http.StatusTooManyRequests {
+			checked++
+		}
+	}
+	if checked > ipFailures {
+		t.Fatalf("%d of %d simultaneous attempts from one IP had their password checked, want at most %d", checked, burst, ipFailures)
+	}
+}

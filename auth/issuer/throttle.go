@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
@@ -29,6 +30,7 @@ func (e *throttledError) Error() string {
 }
 
 func userKey(username string) string { return "user:" + username }
+
 // ipKey counts an IPv6 client by its /64: one host usually holds a whole
 // /64, and counting single addresses would hand an attacker 2^64 fresh
 // counters.
@@ -44,28 +46,68 @@ func ipKey(ip string) string {
 // username from ip is checked at all (0 means go ahead), which counters,
 // "user" and/or "ip", impose a wait, and the username's failure count as
 // read (for reserveAttempt).
-func (i *Issuer) throttleWait(ctx context.Context, username, ip string) (time.Duration, []string, int, error) {
+func (i *Issuer) throttleWait(ctx context.Context, username, ip string) (time.Duration, []string, seenFailures, error) {
 	now := i.now()
 	var wait time.Duration
 	var keys []string
-	userSeen := 0
+	var seen seenFailures
 	for _, k := range []struct {
 		name, key string
 		limit     int
 	}{{"user", userKey(username), userFailures}, {"ip", ipKey(ip), ipFailures}} {
 		t, err := i.st.GetThrottle(ctx, k.key, now, failWindow)
 		if err != nil {
-			return 0, nil, 0, fmt.Errorf("issuer: reading throttle: %w", err)
+			return 0, nil, seen, fmt.Errorf("issuer: reading throttle: %w", err)
 		}
 		if k.name == "user" {
-			userSeen = t.Failures
+			seen.user = t.Failures
+		} else {
+			seen.ip = t.Failures
 		}
 		if d := delayFor(t, k.limit, now); d > 0 {
 			wait = max(wait, d)
 			keys = append(keys, k.name)
 		}
 	}
-	return wait, keys, userSeen, nil
+	return wait, keys, seen, nil
+}
+
+// seenFailures are the counts throttleWait read.
+type seenFailures struct{ user, ip int }
+
+// checksInFlight counts password checks under way per IP key in this
+// process. A check counts against the per-IP limit from the moment it
+// starts, so a burst of attempts for many usernames cannot all pass a
+// limit read before any of them failed. (The per-username limit needs no
+// such help: reserveAttempt counts in the shared store.)
+type checksInFlight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// acquire admits one more check for key while failures already recorded
+// plus checks under way stay below limit.
+func (f *checksInFlight) acquire(key string, recorded, limit int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if recorded+f.n[key] >= limit {
+		return false
+	}
+	if f.n == nil {
+		f.n = map[string]int{}
+	}
+	f.n[key]++
+	return true
+}
+
+func (f *checksInFlight) release(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[key] <= 1 {
+		delete(f.n, key)
+	} else {
+		f.n[key]--
+	}
 }
 
 // reserveAttempt counts this attempt as a failure of username BEFORE the
