@@ -137,7 +137,11 @@ func (h *Handler) logAccess(r *http.Request, rw *recorder, a *access, reqID stri
 	if status == 0 {
 		status = http.StatusOK
 	}
-	h.log.LogAttrs(ctx, slog.LevelInfo, "request",
+	// The record goes straight to the handler: Logger.LogAttrs would also
+	// walk the stack (runtime.Callers) for a source position the access
+	// line never shows.
+	rec := slog.NewRecord(start.Add(d), slog.LevelInfo, "request", 0)
+	rec.AddAttrs(
 		slog.String("method", r.Method),
 		slog.String("host", r.Host),
 		slog.String("path", r.URL.EscapedPath()),
@@ -150,6 +154,7 @@ func (h *Handler) logAccess(r *http.Request, rw *recorder, a *access, reqID stri
 		slog.String("ip", h.clientIP(r).String()),
 		slog.String("request_id", reqID),
 	)
+	_ = h.log.Handler().Handle(ctx, rec)
 }
 
 // requestID keeps a well-formed X-Request-Id from a trusted proxy, else
