@@ -94,7 +94,12 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 		}
 		return fmt.Errorf("%s: %d config problem(s); run \"portcullis check -config %s\" to list them", file, len(errs), file)
 	}
-	log := newLogger(cfg.Server.Log, stderr)
+	// Log lines gather in memory and are written outside the logger's lock
+	// (every second, or sooner when 64 KiB gathered), so the access line
+	// does not make requests queue on a write. Closed last: nothing is lost.
+	logOut := proxy.NewLogBuffer(stderr, proxy.LogBufferOptions{})
+	defer logOut.Close()
+	log := newLogger(cfg.Server.Log, logOut)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &app{
