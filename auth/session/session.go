@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -86,6 +87,9 @@ type StoreConfig struct {
 	// URL is the redis URL (redis://, rediss:// or unix://), required for
 	// type redis. Default "".
 	URL string `yaml:"url"`
+	// URLFile is a file holding the URL instead (it carries the redis
+	// password), read in New; set URL or URLFile, not both. Default "".
+	URLFile string `yaml:"url_file"`
 	// KeyPrefix prefixes every redis key. Default "portcullis:session:".
 	KeyPrefix string `yaml:"key_prefix"`
 }
@@ -130,13 +134,21 @@ func (c Config) Validate() error {
 		if c.Store.URL != "" {
 			errs = append(errs, fmt.Errorf("store.url: %q: only used with type redis", redactURL(c.Store.URL)))
 		}
+		if c.Store.URLFile != "" {
+			errs = append(errs, fmt.Errorf("store.url_file: %q: only used with type redis", c.Store.URLFile))
+		}
 	case StoreRedis:
-		if c.Store.URL == "" {
-			errs = append(errs, errors.New("store.url: required with type redis"))
-		} else if u, err := url.Parse(c.Store.URL); err != nil {
-			errs = append(errs, fmt.Errorf("store.url: %q: not a URL", redactURL(c.Store.URL)))
-		} else if u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix" {
-			errs = append(errs, fmt.Errorf("store.url: %q: unsupported scheme %q (want redis, rediss or unix)", redactURL(c.Store.URL), u.Scheme))
+		switch u := c.Store.URL; {
+		case u != "" && c.Store.URLFile != "":
+			errs = append(errs, errors.New("store.url: set url or url_file, not both"))
+		case u == "" && c.Store.URLFile == "":
+			errs = append(errs, errors.New("store.url: required with type redis (or store.url_file)"))
+		case u != "":
+			if pu, err := url.Parse(u); err != nil {
+				errs = append(errs, fmt.Errorf("store.url: %q: not a URL", redactURL(u)))
+			} else if pu.Scheme != "redis" && pu.Scheme != "rediss" && pu.Scheme != "unix" {
+				errs = append(errs, fmt.Errorf("store.url: %q: unsupported scheme %q (want redis, rediss or unix)", redactURL(u), pu.Scheme))
+			}
 		}
 	default:
 		errs = append(errs, fmt.Errorf("store.type: %q: unknown store type (want cookie or redis)", c.Store.Type))
@@ -272,7 +284,15 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		if prefix == "" {
 			prefix = DefaultKeyPrefix
 		}
-		rs, err := newRedisStore(cfg.Store.URL, prefix, keys, cookieOpts)
+		redisURL := cfg.Store.URL
+		if cfg.Store.URLFile != "" {
+			b, err := os.ReadFile(cfg.Store.URLFile)
+			if err != nil {
+				return nil, fmt.Errorf("session: store.url_file: %w", err)
+			}
+			redisURL = strings.TrimSpace(string(b))
+		}
+		rs, err := newRedisStore(redisURL, prefix, keys, cookieOpts)
 		if err != nil {
 			return nil, err
 		}

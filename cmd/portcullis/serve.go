@@ -353,7 +353,7 @@ func (a *app) openIssuer(ctx context.Context, cfg issuer.Config, pub *url.URL) (
 }
 
 func sameStore(a, b store.Config) bool {
-	return a.Type == b.Type && a.Path == b.Path && a.URL == b.URL && a.KeyPrefix == b.KeyPrefix
+	return a == b
 }
 
 // discoverLoop retries discovery of an external issuer until it answers;

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -30,6 +32,9 @@ type Config struct {
 	// URL is the Redis server, redis://[user:password@]host:port/db or
 	// rediss:// for TLS; required when Type is redis. No default.
 	URL string `yaml:"url"`
+	// URLFile is a file holding the URL instead (it carries the Redis
+	// password), read by Open; set URL or URLFile, not both. No default.
+	URLFile string `yaml:"url_file"`
 	// KeyPrefix starts every Redis key, so several deployments can share one
 	// server. Default: "portcullis:issuer:".
 	KeyPrefix string `yaml:"key_prefix"`
@@ -55,14 +60,22 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("path: %q: only used when type is bolt", c.Path))
 	}
 	if typ == TypeRedis {
-		if c.URL == "" {
-			errs = append(errs, errors.New("url: required when type is redis"))
-		} else if err := checkRedisURL(c.URL); err != nil {
-			errs = append(errs, fmt.Errorf("url: %w", err))
+		switch {
+		case c.URL != "" && c.URLFile != "":
+			errs = append(errs, errors.New("url: set url or url_file, not both"))
+		case c.URL == "" && c.URLFile == "":
+			errs = append(errs, errors.New("url: required when type is redis (or url_file)"))
+		case c.URL != "":
+			if err := checkRedisURL(c.URL); err != nil {
+				errs = append(errs, fmt.Errorf("url: %w", err))
+			}
 		}
 	}
 	if typ != TypeRedis && c.URL != "" {
 		errs = append(errs, fmt.Errorf("url: %q: only used when type is redis", redactURL(c.URL)))
+	}
+	if typ != TypeRedis && c.URLFile != "" {
+		errs = append(errs, fmt.Errorf("url_file: %q: only used when type is redis", c.URLFile))
 	}
 	if typ != TypeRedis && c.KeyPrefix != "" {
 		errs = append(errs, fmt.Errorf("key_prefix: %q: only used when type is redis", c.KeyPrefix))
@@ -135,7 +148,18 @@ func Open(ctx context.Context, c Config, opts Options) (Store, error) {
 		}
 		return b, nil
 	case TypeRedis:
-		r, err := OpenRedis(ctx, c.URL, c.KeyPrefix, opts)
+		u := c.URL
+		if c.URLFile != "" {
+			b, err := os.ReadFile(c.URLFile)
+			if err != nil {
+				return nil, fmt.Errorf("store: url_file: %w", err)
+			}
+			u = strings.TrimSpace(string(b))
+			if err := checkRedisURL(u); err != nil {
+				return nil, fmt.Errorf("store: url_file %s: %w", c.URLFile, err)
+			}
+		}
+		r, err := OpenRedis(ctx, u, c.KeyPrefix, opts)
 		if err != nil {
 			return nil, err
 		}
