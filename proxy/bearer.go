@@ -54,7 +54,7 @@ const assertionTTL = 2 * time.Minute
 
 // AssertionSigner returns the function that signs X-Portcullis-Assertion:
 // a JWT with iss = public_url, aud = the upstream's name, the identity's
-// sub, email and groups, iat and a short exp, signed with the built-in
+// sub, verified email and groups, iat and a short exp, signed with the built-in
 // issuer's keys (published at /oauth2/issuer/keys).
 func AssertionSigner(iss *issuer.Issuer, publicURL string) func(ctx context.Context, id *auth.Identity, audience string) (string, error) {
 	return func(ctx context.Context, id *auth.Identity, audience string) (string, error) {
@@ -69,7 +69,10 @@ func AssertionSigner(iss *issuer.Issuer, publicURL string) func(ctx context.Cont
 			"iat":   now.Unix(),
 			"exp":   now.Add(assertionTTL).Unix(),
 			"user":  id.User,
-			"email": id.Email,
+		}
+		if id.EmailVerified && id.Email != "" {
+			// Like X-Forwarded-Email: an unverified address is never vouched for.
+			claims["email"] = id.Email
 		}
 		if len(id.Groups) > 0 {
 			claims["groups"] = id.Groups

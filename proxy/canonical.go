@@ -102,6 +102,10 @@ func canonicalize(raw string, keepSlashes bool) (string, error) {
 			trailing = true
 		case isDotParams(s):
 			return "", fmt.Errorf("%w: dot segment with parameters", errBadPath)
+		case keepSlashes && hasDotPiece(s):
+			// Kept %2F/%5C are not separators here, but an upstream
+			// that decodes them would resolve these pieces.
+			return "", fmt.Errorf("%w: dot segment behind an encoded slash", errBadPath)
 		default:
 			segs = append(segs, s)
 			trailing = false
@@ -136,6 +140,26 @@ func isDotParams(s string) bool {
 		return false
 	}
 	return strings.HasPrefix(rest, ";") || strings.HasPrefix(rest, "%3B")
+}
+
+// hasDotPiece reports whether a segment kept with encoded slashes has a
+// "." or ".." piece (possibly with parameters) between them.
+func hasDotPiece(s string) bool {
+	if !strings.Contains(s, "%2F") && !strings.Contains(s, "%5C") {
+		return false
+	}
+	for _, piece := range strings.FieldsFunc(strings.NewReplacer("%2F", "/", "%5C", "/").Replace(s), func(r rune) bool { return r == '/' }) {
+		if piece == "." || piece == ".." || isDotParams(piece) {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeSlashes turns kept %2F and %5C into real slashes: the path an
+// upstream that decodes them would see.
+func decodeSlashes(p string) string {
+	return strings.NewReplacer("%2F", "/", "%5C", "/").Replace(p)
 }
 
 // isCanonical is the fast path: most paths contain nothing to normalise.

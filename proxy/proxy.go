@@ -288,7 +288,15 @@ func (h *Handler) canonical(host, raw string) (cp string, encoded bool, err erro
 	if strings.HasPrefix(kept, pathPrefix) || h.isIssuerPath(host, kept) {
 		return "", false, err
 	}
-	if rt := h.routes.match(host, kept); rt == nil || !rt.encodedSlashes {
+	rt := h.routes.match(host, kept)
+	if rt == nil || !rt.encodedSlashes {
+		return "", false, err
+	}
+	// An upstream that decodes the slashes must land on this same route:
+	// otherwise "/app/x%2F..%2Fadmin"-like tricks (or "/admin%2Fx" under a
+	// catch-all "/" route) would reach a path another route's policy guards.
+	decoded, derr := canonicalPath(decodeSlashes(kept))
+	if derr != nil || h.routes.match(host, decoded) != rt {
 		return "", false, err
 	}
 	return kept, true, nil

@@ -26,6 +26,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/auth/issuer"
 	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
 	"github.com/portcullis-proxy/portcullis/auth/login"
+	"github.com/portcullis-proxy/portcullis/auth/policy"
 	"github.com/portcullis-proxy/portcullis/auth/session"
 	"github.com/portcullis-proxy/portcullis/upstream"
 	"github.com/portcullis-proxy/portcullis/upstream/upstreamtest"
@@ -739,6 +740,13 @@ func TestAllowEncodedSlashes(t *testing.T) {
 	if code, _ := rawGet(t, addr, "/repo/x%00", ""); code != 400 {
 		t.Errorf("NUL on an opted-in route = %d, want 400", code)
 	}
+	// Nothing behind the kept slashes may lead out of the route, for an
+	// upstream that decodes them and cleans the path.
+	for _, p := range []string{"/repo/..%2Fapp", "/repo/x%2F..%2F..%2Fapp", "/repo/.%2Fx", "/repo/x%5C..%5Capp", "/repo/..%3B%2Fapp"} {
+		if code, _ := rawGet(t, addr, p, ""); code != 400 {
+			t.Errorf("GET %q = %d, want 400", p, code)
+		}
+	}
 	c := e.browser()
 	e.signIn(c, e.base+"/", "alice", "alice-pw")
 	u, _ := url.Parse(e.base)
@@ -800,5 +808,56 @@ func TestSignOutRevokesRefreshToken(t *testing.T) {
 	thief.Jar.SetCookies(u, copied)
 	if resp, body := do(t, thief, "GET", e.base+"/x", "application/json", nil); resp.StatusCode != 401 {
 		t.Fatalf("copied cookie after sign-out = %d %s, want 401 (refresh refused)", resp.StatusCode, body)
+	}
+}
+
+// The review's reproductions: with allow_encoded_slashes on one route, an
+// upstream that decodes %2F must not be steered to a path another route's
+// policy guards.
+func TestEncodedSlashesCannotReachAnotherRoute(t *testing.T) {
+	e := newEnv(t, func(c *envConfig) {
+		backend := c.proxy.Routes[0].URL
+		c.proxy.Routes = []RouteConfig{
+			{Config: upstream.Config{Name: "admin", URL: backend}, Path: "/admin", Allow: policy.Config{Groups: []string{"admins"}}},
+			{Config: upstream.Config{Name: "app", URL: backend}, Path: "/app", AllowEncodedSlashes: true},
+			{Config: upstream.Config{Name: "all", URL: backend}, Path: "/", AllowEncodedSlashes: true},
+		}
+	})
+	c := e.browser()
+	e.signIn(c, e.base+"/app/", "alice", "alice-pw")
+	u, _ := url.Parse(e.base)
+	var cookie []string
+	for _, ck := range c.Jar.Cookies(u) {
+		cookie = append(cookie, ck.Name+"="+ck.Value)
+	}
+	hdr := "Cookie: " + strings.Join(cookie, "; ") + "\r\n"
+	addr := e.ts.Listener.Addr().String()
+	if code, _ := rawGet(t, addr, "/admin/secret", hdr); code != 403 {
+		t.Fatalf("alice at /admin/secret = %d, want 403", code)
+	}
+	for _, p := range []string{"/app/..%2Fadmin%2Fsecret", "/admin%2Fsecret", "/x%2F..%2Fadmin%2Fsecret"} {
+		before := len(e.backend.Requests())
+		code, _ := rawGet(t, addr, p, hdr)
+		if code == 200 || len(e.backend.Requests()) != before {
+			t.Errorf("GET %q = %d and reached the backend: another route's policy bypassed", p, code)
+		}
+	}
+	if code, _ := rawGet(t, addr, "/app/a%2Fb", hdr); code != 200 {
+		t.Errorf("a harmless encoded slash on the opted-in route = %d, want 200", code)
+	}
+}
+
+func TestAssertionCarriesOnlyVerifiedEmail(t *testing.T) {
+	e := newEnv(t, nil)
+	sign := AssertionSigner(e.issuer, e.base)
+	for _, verified := range []bool{true, false} {
+		tok, err := sign(t.Context(), &auth.Identity{Subject: "s", User: "mallory", Email: "ceo@example.com", EmailVerified: verified}, "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+		if got := strings.Contains(string(payload), "ceo@example.com"); got != verified {
+			t.Errorf("verified=%v: assertion %s carries the email = %v", verified, payload, got)
+		}
 	}
 }
