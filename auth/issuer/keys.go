@@ -217,6 +217,20 @@ func (kr *keyring) lookup(ctx context.Context, kid string) (k *signingKey, expir
 	return nil, time.Time{}, fmt.Errorf("issuer: unknown key id %q", kid)
 }
 
+// published reports whether key kid is still published, as last loaded
+// (the store is re-read every few seconds): a verified-token cache entry
+// must not outlive the removal of its key.
+func (kr *keyring) published(kid string, now time.Time) bool {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	for _, k := range kr.keys {
+		if k.rec.ID == kid && (k.rec.ExpiresAt.IsZero() || now.Before(k.rec.ExpiresAt)) {
+			return true
+		}
+	}
+	return false
+}
+
 // jwks returns the public keys of every key whose tokens may still be live.
 func (kr *keyring) jwks(ctx context.Context) (jose.JSONWebKeySet, error) {
 	if _, err := kr.current(ctx); err != nil {
@@ -271,35 +285,35 @@ func (kr *keyring) sign(ctx context.Context, typ string, claims any) (string, er
 // verify checks raw's signature against our published keys and returns
 // the payload and the header typ. It does not look at the claims.
 func (kr *keyring) verify(ctx context.Context, raw string) (payload []byte, typ string, err error) {
-	payload, typ, _, err = kr.verifyKey(ctx, raw)
+	payload, typ, _, _, err = kr.verifyKey(ctx, raw)
 	return payload, typ, err
 }
 
 // verifyKey is verify that also returns when the signing key stops being
 // published (zero while it is current and not yet retired): no token it
 // signed is valid after that.
-func (kr *keyring) verifyKey(ctx context.Context, raw string) (payload []byte, typ string, keyExpires time.Time, err error) {
+func (kr *keyring) verifyKey(ctx context.Context, raw string) (payload []byte, typ, kid string, keyExpires time.Time, err error) {
 	jws, err := jose.ParseSignedCompact(raw, kr.algorithms())
 	if err != nil {
-		return nil, "", time.Time{}, fmt.Errorf("issuer: malformed token: %w", err)
+		return nil, "", "", time.Time{}, fmt.Errorf("issuer: malformed token: %w", err)
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, "", time.Time{}, errors.New("issuer: token must have exactly one signature")
+		return nil, "", "", time.Time{}, errors.New("issuer: token must have exactly one signature")
 	}
 	h := jws.Signatures[0].Protected
 	k, keyExpires, err := kr.lookup(ctx, h.KeyID)
 	if err != nil {
-		return nil, "", time.Time{}, err
+		return nil, "", "", time.Time{}, err
 	}
 	if h.Algorithm != string(k.alg) {
-		return nil, "", time.Time{}, fmt.Errorf("issuer: token alg %q does not match key %q", h.Algorithm, k.alg)
+		return nil, "", "", time.Time{}, fmt.Errorf("issuer: token alg %q does not match key %q", h.Algorithm, k.alg)
 	}
 	payload, err = jws.Verify(k.public)
 	if err != nil {
-		return nil, "", time.Time{}, fmt.Errorf("issuer: bad token signature: %w", err)
+		return nil, "", "", time.Time{}, fmt.Errorf("issuer: bad token signature: %w", err)
 	}
 	typ, _ = h.ExtraHeaders[jose.HeaderType].(string)
-	return payload, typ, keyExpires, nil
+	return payload, typ, h.KeyID, keyExpires, nil
 }
 
 // isAccessTokenTyp accepts "at+jwt" and its full media type (RFC 9068 §4).

@@ -368,8 +368,15 @@ func TestThrottleIP(t *testing.T) {
 	}
 	res, body := password("bob", testPassword)
 	wantOAuthError(t, res, body, http.StatusTooManyRequests, errInvalidGrant)
-	if res.Header.Get("Retry-After") == "" {
-		t.Error("no Retry-After on 429")
+	ra, err := strconv.Atoi(res.Header.Get("Retry-After"))
+	if err != nil || ra < 1 {
+		t.Fatalf("Retry-After = %q, want seconds", res.Header.Get("Retry-After"))
+	}
+	// After the wait the address is slowed, not blocked for the window:
+	// one attempt goes through (and the right password works).
+	e.clock.Advance(time.Duration(ra) * time.Second)
+	if res, body := password("bob", testPassword); res.StatusCode != 200 {
+		t.Fatalf("after Retry-After (%ds): %d %v, want 200", ra, res.StatusCode, body)
 	}
 }
 

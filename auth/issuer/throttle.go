@@ -86,11 +86,13 @@ type checksInFlight struct {
 }
 
 // acquire admits one more check for key while failures already recorded
-// plus checks under way stay below limit.
+// plus checks under way stay below limit — or, once the limit is reached
+// and the caller found the wait over, one check at a time (the growing
+// delay then applies after each failure, as for a username).
 func (f *checksInFlight) acquire(key string, recorded, limit int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if recorded+f.n[key] >= limit {
+	if n := f.n[key]; recorded+n >= limit && (recorded < limit || n > 0) {
 		return false
 	}
 	if f.n == nil {

@@ -263,10 +263,10 @@ func (i *Issuer) verifyAccess(ctx context.Context, raw string, allowExpired bool
 func (i *Issuer) checkSigned(ctx context.Context, raw string) (jwtClaims, map[string]any, error) {
 	key := sha256.Sum256([]byte(raw))
 	now := i.now()
-	if v, ok := i.verified.get(key, now); ok {
+	if v, ok := i.verified.get(key, now); ok && i.keys.published(v.kid, now) {
 		return v.claims, v.all, nil
 	}
-	payload, typ, keyExpires, err := i.keys.verifyKey(ctx, raw)
+	payload, typ, kid, keyExpires, err := i.keys.verifyKey(ctx, raw)
 	if err != nil {
 		return jwtClaims{}, nil, err
 	}
@@ -287,7 +287,7 @@ func (i *Issuer) checkSigned(ctx context.Context, raw string) (jwtClaims, map[st
 	if !keyExpires.IsZero() && keyExpires.Before(exp) {
 		exp = keyExpires
 	}
-	i.verified.put(key, verified{claims: c, all: m, expires: exp}, now)
+	i.verified.put(key, verified{claims: c, all: m, kid: kid, expires: exp}, now)
 	return c, m, nil
 }
 

@@ -22,6 +22,7 @@ const (
 type verified struct {
 	claims  jwtClaims
 	all     map[string]any // never modified once cached
+	kid     string         // its signing key: a hit needs the key still published
 	expires time.Time      // min(exp, signing key's ExpiresAt, cached+maxAge)
 }
 

@@ -288,3 +288,28 @@ func BenchmarkVerifyAccessToken(b *testing.B) {
 		})
 	}
 }
+
+// Removing a signing key from the store (an emergency) ends its tokens once
+// the key list is re-read, cached or not.
+func TestVerifyCacheHonoursKeyRemoval(t *testing.T) {
+	e := newEnv(t, nil)
+	_, tok := e.postForm(pathToken, "other", otherSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {"api.read"}})
+	at := tok["access_token"].(string)
+	if _, err := e.iss.VerifyAccessToken(t.Context(), at); err != nil {
+		t.Fatalf("fresh token refused: %v", err)
+	}
+	keys, _ := e.st.ListKeys(t.Context())
+	for _, k := range keys {
+		e.st.DeleteKey(t.Context(), k.ID)
+	}
+	e.clock.Advance(11 * time.Second)
+	e.iss.keys.mu.Lock()
+	err := e.iss.keys.load(t.Context(), e.clock.Now())
+	e.iss.keys.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.iss.VerifyAccessToken(t.Context(), at); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("token of a removed key = %v, want ErrInvalidToken", err)
+	}
+}
