@@ -86,10 +86,13 @@ func NewLogBuffer(w io.Writer, opts LogBufferOptions) *LogBuffer {
 				return
 			case <-tick:
 				if err := lb.Flush(); err != nil {
-					// Nobody is waiting for this flush: report the
-					// error to the next Write.
+					// Nobody is waiting for this flush: Close reports
+					// it. Later lines are still gathered — dropping the
+					// next one (an audit event, say) would be worse.
 					lb.mu.Lock()
-					lb.err = err
+					if lb.err == nil {
+						lb.err = err
+					}
 					lb.mu.Unlock()
 				}
 			}
@@ -100,17 +103,15 @@ func NewLogBuffer(w io.Writer, opts LogBufferOptions) *LogBuffer {
 
 // Write gathers p (one log line). It writes out what has gathered first
 // when p would not fit, and writes a p larger than Size directly. An error
-// of a periodic flush is returned by the next Write.
+// of a periodic flush is kept for Close, never charged to this line.
 func (lb *LogBuffer) Write(p []byte) (int, error) {
 	lb.mu.Lock()
 	if lb.closed {
 		lb.mu.Unlock()
+		// In order after Close's final flush, never interleaved with it.
+		lb.flushMu.Lock()
+		defer lb.flushMu.Unlock()
 		return lb.w.Write(p)
-	}
-	if err := lb.err; err != nil {
-		lb.err = nil
-		lb.mu.Unlock()
-		return 0, err
 	}
 	if len(lb.buf)+len(p) <= lb.size {
 		lb.buf = append(lb.buf, p...)

@@ -32,6 +32,11 @@ func (c *Client) IdentityFromClaims(claims map[string]any) auth.Identity {
 	case nil:
 		id.EmailVerified = c.trustUnverifiedEmail && id.Email != ""
 	}
+	if c.claims.User == c.claims.Email && !id.EmailVerified {
+		// claims.user names the email claim: an address the issuer did not
+		// verify must not become the user name either.
+		id.User = id.Subject
+	}
 	return id
 }
 

@@ -758,3 +758,15 @@ func TestEmailVerified(t *testing.T) {
 		})
 	}
 }
+
+// With claims.user set to the email claim, an unverified address does not
+// become the user name.
+func TestUserFromEmailNeedsVerification(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *Options) { c.Claims.User = "email" })
+	if got := e.client.IdentityFromClaims(map[string]any{"sub": "s1", "email": "ceo@x.com"}).User; got != "s1" {
+		t.Errorf("User from an unverified email = %q, want the subject", got)
+	}
+	if got := e.client.IdentityFromClaims(map[string]any{"sub": "s1", "email": "ceo@x.com", "email_verified": true}).User; got != "ceo@x.com" {
+		t.Errorf("User from a verified email = %q, want it", got)
+	}
+}
