@@ -32,7 +32,9 @@ type AccessToken struct {
 	// Expiry is exp.
 	Expiry time.Time
 	// Claims holds every claim (email, groups, preferred_username, name …);
-	// numbers are json.Number.
+	// numbers are json.Number. The map is the caller's own, but nested
+	// values (the groups slice) are shared with the verified-token cache
+	// and MUST NOT be modified in place.
 	Claims map[string]any
 }
 
