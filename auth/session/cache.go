@@ -1,7 +1,7 @@
 package session
 
 import (
-	"crypto/sha256"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -10,10 +10,10 @@ import (
 
 // Bounds of the decoded-session cache. Opening a session costs an HMAC,
 // AES and a JSON decode of up to 45 KB on every request; the cache turns a
-// repeat request into one SHA-256 of the sealed bytes and a map lookup.
-// Only values that opened and decoded successfully are cached, so a
-// tampered or unknown-key cookie never hits: its bytes, and so its hash,
-// differ. Entries are bounded in number, in the sealed bytes they stand
+// repeat request into a fast hash, a map lookup and a byte comparison.
+// Only values that opened and decoded successfully are cached, and a hit
+// needs the exact bytes of one of them, so a tampered or unknown-key cookie
+// never hits. Entries are bounded in number, in the sealed bytes they stand
 // for (about what their decoded Data keeps alive), and in age; an entry
 // never outlives the session's own ExpiresAt, and checkAlive still runs on
 // every hit.
@@ -23,15 +23,19 @@ const (
 	cacheMaxAge     = 5 * time.Minute
 )
 
-// cacheKey is SHA-256 over the name a value was sealed for and the exact
-// sealed bytes (every chunk, in order). The name keeps a redis record from
-// matching a cookie of the same bytes, though neither could be forged.
-type cacheKey [sha256.Size]byte
+// cacheKey is the sealed value a session came from: the name it was
+// sealed for and its exact bytes (every chunk, in order). The cache indexes
+// entries by a seeded maphash of it and compares the bytes themselves on
+// every hit, so the hash need not resist collisions (a collision only costs
+// a miss). The name keeps a redis record from matching a cookie of the same
+// bytes, though neither could be forged.
+type cacheKey struct{ v *sealedValue }
 
+// newCacheKey is the key of a one-part value.
 func newCacheKey(name, sealed string) cacheKey {
-	v := sealedValue{name: name, n: 1}
+	v := &sealedValue{name: name, n: 1}
 	v.parts[0] = sealed
-	return v.key()
+	return cacheKey{v}
 }
 
 // sealedValue is a sealed session value as it arrived, not yet joined:
@@ -39,9 +43,10 @@ func newCacheKey(name, sealed string) cacheKey {
 // is one part). Hashing the parts in place spares a large session the
 // copy that joining costs; only a cache miss joins them.
 type sealedValue struct {
-	name  string
-	n     int
-	parts [maxChunks]string
+	name   string
+	n      int
+	parts  [maxChunks]string
+	joined string // set by join
 }
 
 // size is the length of the joined value.
@@ -58,40 +63,48 @@ func (v *sealedValue) join() string {
 	if v.n == 1 {
 		return v.parts[0]
 	}
-	var b strings.Builder
-	b.Grow(v.size())
-	for _, p := range v.parts[:v.n] {
-		b.WriteString(p)
-	}
-	return b.String()
-}
-
-func (v *sealedValue) key() cacheKey {
-	h := sha256.New()
-	// Strings are copied through one small buffer: []byte(part) would
-	// copy each part whole.
-	buf := make([]byte, 0, 1024)
-	write := func(s string) {
-		for len(s) > 0 {
-			n := min(len(s), cap(buf))
-			h.Write(append(buf[:0], s[:n]...))
-			s = s[n:]
+	if v.joined == "" {
+		var b strings.Builder
+		b.Grow(v.size())
+		for _, p := range v.parts[:v.n] {
+			b.WriteString(p)
 		}
+		v.joined = b.String()
 	}
-	write(v.name)
-	h.Write([]byte{0})
-	for _, p := range v.parts[:v.n] {
-		write(p)
-	}
-	var k cacheKey
-	h.Sum(k[:0])
-	return k
+	return v.joined
 }
 
+// equals reports whether the parts, joined, are exactly s (without
+// joining them).
+func (v *sealedValue) equals(s string) bool {
+	if len(s) != v.size() {
+		return false
+	}
+	for _, p := range v.parts[:v.n] {
+		if s[:len(p)] != p {
+			return false
+		}
+		s = s[len(p):]
+	}
+	return true
+}
+
+// key is the value's cache key.
+func (v *sealedValue) key() cacheKey { return cacheKey{v} }
+
+// cacheEntry is one decoded session and the exact sealed value it came
+// from, which a hit must match byte for byte.
 type cacheEntry struct {
+	name    string
+	sealed  string
 	data    *Data // never handed out: get returns a copy
 	expires time.Time
 	size    int
+}
+
+// matches reports whether e was decoded from exactly k.
+func (e *cacheEntry) matches(k cacheKey) bool {
+	return e.name == k.v.name && k.v.equals(e.sealed)
 }
 
 // dataCache maps sealed session values to what they decoded to. It is safe
@@ -101,28 +114,43 @@ type dataCache struct {
 	maxBytes   int
 	maxAge     time.Duration
 
+	seed    maphash.Seed // per cache: outsiders cannot aim collisions
 	mu      sync.RWMutex
-	entries map[cacheKey]cacheEntry
+	entries map[uint64]cacheEntry
 	bytes   int
 }
 
 func newDataCache(maxEntries, maxBytes int, maxAge time.Duration) *dataCache {
-	return &dataCache{maxEntries: maxEntries, maxBytes: maxBytes, maxAge: maxAge, entries: map[cacheKey]cacheEntry{}}
+	return &dataCache{maxEntries: maxEntries, maxBytes: maxBytes, maxAge: maxAge,
+		seed: maphash.MakeSeed(), entries: map[uint64]cacheEntry{}}
+}
+
+// hash indexes k: its name and parts, hashed in place without joining.
+func (c *dataCache) hash(k cacheKey) uint64 {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	h.WriteString(k.v.name)
+	h.WriteByte(0)
+	for _, p := range k.v.parts[:k.v.n] {
+		h.WriteString(p)
+	}
+	return h.Sum64()
 }
 
 // get returns a private copy of the cached Data for k, or nil when there
 // is none or it has expired at now.
 func (c *dataCache) get(k cacheKey, now time.Time) *Data {
+	h := c.hash(k)
 	c.mu.RLock()
-	e, ok := c.entries[k]
+	e, ok := c.entries[h]
 	c.mu.RUnlock()
-	if !ok {
+	if !ok || !e.matches(k) {
 		return nil
 	}
 	if !now.Before(e.expires) {
 		c.mu.Lock()
-		if cur, ok := c.entries[k]; ok && cur.expires.Equal(e.expires) {
-			c.deleteLocked(k, cur)
+		if cur, ok := c.entries[h]; ok && cur.expires.Equal(e.expires) {
+			c.deleteLocked(h, cur)
 		}
 		c.mu.Unlock()
 		return nil
@@ -140,15 +168,17 @@ func (c *dataCache) put(k cacheKey, d *Data, size int, now time.Time) {
 	if !now.Before(exp) || size > c.maxBytes {
 		return
 	}
+	h := c.hash(k)
+	e := cacheEntry{name: k.v.name, sealed: k.v.join(), data: d, expires: exp, size: size}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.entries[k]; ok {
-		c.deleteLocked(k, old)
+	if old, ok := c.entries[h]; ok {
+		c.deleteLocked(h, old)
 	}
 	if len(c.entries) >= c.maxEntries || c.bytes+size > c.maxBytes {
 		c.evictLocked(now, size)
 	}
-	c.entries[k] = cacheEntry{data: d, expires: exp, size: size}
+	c.entries[h] = e
 	c.bytes += size
 }
 
@@ -169,7 +199,7 @@ func (c *dataCache) evictLocked(now time.Time, size int) {
 	}
 }
 
-func (c *dataCache) deleteLocked(k cacheKey, e cacheEntry) {
+func (c *dataCache) deleteLocked(k uint64, e cacheEntry) {
 	delete(c.entries, k)
 	c.bytes -= e.size
 }

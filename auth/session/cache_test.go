@@ -158,3 +158,30 @@ func TestLoadCachesOnlyGoodSessions(t *testing.T) {
 		t.Errorf("cache entries after 3 Loads of one cookie = %d, want 1", n)
 	}
 }
+
+// A hit needs the exact sealed bytes, not just the hash: an entry filed
+// under another value's hash (as a collision would) is never returned.
+func TestCacheHitNeedsExactBytes(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := newDataCache(10, 1<<20, time.Minute)
+	d := &Data{Identity: auth.Identity{Subject: "victim"}, ExpiresAt: now.Add(time.Hour)}
+	victim := newCacheKey("_portcullis", "sealed-value-of-the-victim")
+	c.put(victim, d, 30, now)
+
+	attacker := newCacheKey("_portcullis", "garbage-that-collides")
+	c.mu.Lock()
+	c.entries[c.hash(attacker)] = c.entries[c.hash(victim)]
+	c.mu.Unlock()
+	if got := c.get(attacker, now); got != nil {
+		t.Fatalf("a value with other bytes got the entry of %q", got.Identity.Subject)
+	}
+	if got := c.get(newCacheKey("_other", "sealed-value-of-the-victim"), now); got != nil {
+		t.Fatal("the same bytes sealed for another name hit")
+	}
+	// The same bytes in two chunks are the same value.
+	chunked := &sealedValue{name: "_portcullis", n: 2}
+	chunked.parts[0], chunked.parts[1] = "sealed-value-of", "-the-victim"
+	if got := c.get(chunked.key(), now); got == nil || got.Identity.Subject != "victim" {
+		t.Fatal("the same bytes in chunks missed")
+	}
+}

@@ -324,7 +324,7 @@ type sealedSource interface {
 // The Data is the caller's own: modifying it affects nothing else.
 //
 // A sealed value that opened before is not opened again: its decoded Data
-// comes from a bounded cache keyed by the SHA-256 of the exact sealed
+// comes from a bounded cache that a hit must match with the exact sealed
 // bytes (see dataCache). With redis the record is still read on every
 // call, so a session deleted at sign-out ends at once; only its decoding
 // is skipped.
