@@ -263,9 +263,8 @@ func (i *Issuer) verifyAccess(ctx context.Context, raw string, allowExpired bool
 // next call only hashes it. The returned map MUST NOT be modified: it may
 // be the cached one.
 func (i *Issuer) checkSigned(ctx context.Context, raw string) (jwtClaims, map[string]any, error) {
-	key := sha256.Sum256([]byte(raw))
 	now := i.now()
-	if v, ok := i.verified.get(key, now); ok && i.keys.published(v.kid, now) {
+	if v, ok := i.verified.get(raw, now); ok && i.keys.published(v.kid, now) {
 		return v.claims, v.all, nil
 	}
 	payload, typ, kid, keyExpires, err := i.keys.verifyKey(ctx, raw)
@@ -289,7 +288,7 @@ func (i *Issuer) checkSigned(ctx context.Context, raw string) (jwtClaims, map[st
 	if !keyExpires.IsZero() && keyExpires.Before(exp) {
 		exp = keyExpires
 	}
-	i.verified.put(key, verified{claims: c, all: m, kid: kid, expires: exp}, now)
+	i.verified.put(raw, verified{claims: c, all: m, kid: kid, expires: exp}, now)
 	return c, m, nil
 }
 

@@ -1,7 +1,7 @@
 package issuer
 
 import (
-	"crypto/sha256"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -20,32 +20,36 @@ const (
 
 // verified is a token whose signature and claims passed checkSigned.
 type verified struct {
+	token   string // the exact token: a hit must match it byte for byte
 	claims  jwtClaims
 	all     map[string]any // never modified once cached
 	kid     string         // its signing key: a hit needs the key still published
 	expires time.Time      // min(exp, signing key's ExpiresAt, cached+maxAge)
 }
 
-// verifiedCache maps SHA-256(raw token) to its verified claims. Only
-// tokens that verified are stored, so a forged or altered token (other
-// bytes, another hash) never hits. Safe for concurrent use.
+// verifiedCache maps a token to its verified claims: entries are indexed
+// by a seeded maphash and a hit must match the stored token byte for byte.
+// Only tokens that verified are stored, so a forged or altered token never
+// hits. Safe for concurrent use.
 type verifiedCache struct {
 	maxEntries int
 	maxAge     time.Duration
 
+	seed    maphash.Seed // per cache: outsiders cannot aim collisions
 	mu      sync.RWMutex
-	entries map[[sha256.Size]byte]verified
+	entries map[uint64]verified
 }
 
 func newVerifiedCache(maxEntries int, maxAge time.Duration) *verifiedCache {
-	return &verifiedCache{maxEntries: maxEntries, maxAge: maxAge, entries: map[[sha256.Size]byte]verified{}}
+	return &verifiedCache{maxEntries: maxEntries, maxAge: maxAge, seed: maphash.MakeSeed(), entries: map[uint64]verified{}}
 }
 
-func (c *verifiedCache) get(k [sha256.Size]byte, now time.Time) (verified, bool) {
+func (c *verifiedCache) get(token string, now time.Time) (verified, bool) {
+	k := maphash.String(c.seed, token)
 	c.mu.RLock()
 	v, ok := c.entries[k]
 	c.mu.RUnlock()
-	if !ok {
+	if !ok || v.token != token {
 		return verified{}, false
 	}
 	if !now.Before(v.expires) {
@@ -60,7 +64,9 @@ func (c *verifiedCache) get(k [sha256.Size]byte, now time.Time) (verified, bool)
 }
 
 // put stores v until min(v.expires, now+maxAge).
-func (c *verifiedCache) put(k [sha256.Size]byte, v verified, now time.Time) {
+func (c *verifiedCache) put(token string, v verified, now time.Time) {
+	k := maphash.String(c.seed, token)
+	v.token = token
 	if limit := now.Add(c.maxAge); limit.Before(v.expires) {
 		v.expires = limit
 	}

@@ -1,7 +1,6 @@
 package issuer
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/url"
@@ -189,7 +188,7 @@ func TestVerifyCacheRevocationOnStores(t *testing.T) {
 
 func TestVerifiedCacheBounds(t *testing.T) {
 	now := time.Unix(1_900_000_000, 0)
-	key := func(i int) [sha256.Size]byte { return sha256.Sum256(fmt.Append(nil, i)) }
+	key := func(i int) string { return fmt.Sprint("token-", i) }
 	c := newVerifiedCache(4, time.Minute)
 	for i := range 50 {
 		c.put(key(i), verified{expires: now.Add(time.Hour)}, now)
