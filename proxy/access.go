@@ -52,32 +52,55 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) observe(upstream string, status int, auth string, d time.Duration) {
-	if m == nil {
-		return
-	}
-	m.requests.WithLabelValues(upstream, statusClass(status), auth).Inc()
-	m.duration.WithLabelValues(upstream).Observe(d.Seconds())
+// outcomes lists the auth outcomes in the order series are kept.
+var outcomes = [...]string{outcomeNone, outcomeSession, outcomeBearer, outcomePublic, outcomeDenied, outcomeUnauthenticated}
+
+// statusClasses lists the code label values in the order series are kept.
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// upstreamSeries are one upstream label's series, resolved once when a
+// Handler is built, so that a request costs two array lookups and atomic
+// adds instead of hashing its label values.
+type upstreamSeries struct {
+	requests [len(statusClasses)][len(outcomes)]prometheus.Counter
+	duration prometheus.Observer
 }
 
-func statusClass(code int) string {
-	switch {
-	case code >= 500:
-		return "5xx"
-	case code >= 400:
-		return "4xx"
-	case code >= 300:
-		return "3xx"
-	case code >= 200:
-		return "2xx"
+// series resolves the series of one upstream label; nil when m is nil.
+func (m *Metrics) series(upstream string) *upstreamSeries {
+	if m == nil {
+		return nil
 	}
-	return "1xx"
+	s := &upstreamSeries{duration: m.duration.WithLabelValues(upstream)}
+	for c, class := range statusClasses {
+		for o, outcome := range outcomes {
+			s.requests[c][o] = m.requests.WithLabelValues(upstream, class, outcome)
+		}
+	}
+	return s
+}
+
+func (s *upstreamSeries) observe(status int, auth string, d time.Duration) {
+	if s == nil {
+		return
+	}
+	c := min(max(status/100-1, 0), len(statusClasses)-1)
+	o := 0
+	for i, name := range outcomes {
+		if name == auth {
+			o = i
+			break
+		}
+	}
+	s.requests[c][o].Inc()
+	s.duration.Observe(d.Seconds())
 }
 
 // access is what the gate learns about one request, for its access line
 // and metrics.
 type access struct {
 	upstream string
+	series   *upstreamSeries // upstream's series; nil without metrics
 	auth     string
 	user     string
 }

@@ -63,12 +63,12 @@ func AssertionSigner(iss *issuer.Issuer, publicURL string) func(ctx context.Cont
 		}
 		now := time.Now()
 		claims := map[string]any{
-			"iss":   publicURL,
-			"aud":   audience,
-			"sub":   id.Subject,
-			"iat":   now.Unix(),
-			"exp":   now.Add(assertionTTL).Unix(),
-			"user":  id.User,
+			"iss":  publicURL,
+			"aud":  audience,
+			"sub":  id.Subject,
+			"iat":  now.Unix(),
+			"exp":  now.Add(assertionTTL).Unix(),
+			"user": id.User,
 		}
 		if id.EmailVerified && id.Email != "" {
 			// Like X-Forwarded-Email: an unverified address is never vouched for.

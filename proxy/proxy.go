@@ -88,8 +88,10 @@ type Handler struct {
 	control     *http.ServeMux
 	// encodedSlashes is set when some route has allow_encoded_slashes.
 	encodedSlashes bool
-	metrics        *Metrics
-	log            *slog.Logger
+	// Metric series resolved once (nil without metrics): Portcullis's own
+	// routes, the issuer, and requests no route took.
+	controlSeries, issuerSeries, noneSeries *upstreamSeries
+	log                                     *slog.Logger
 }
 
 // New compiles cfg into a Handler.
@@ -102,14 +104,16 @@ func New(cfg Config, opts Options) (*Handler, error) {
 	}
 	pub, _ := parsePublicURL(cfg.PublicURL)
 	h := &Handler{
-		publicURL:  pub,
-		publicHost: normalizeHost(pub.Host),
-		sessions:   opts.Sessions,
-		login:      opts.Login,
-		issuer:     opts.Issuer,
-		bearer:     opts.Bearer,
-		metrics:    opts.Metrics,
-		log:        opts.Logger,
+		publicURL:     pub,
+		publicHost:    normalizeHost(pub.Host),
+		sessions:      opts.Sessions,
+		login:         opts.Login,
+		issuer:        opts.Issuer,
+		bearer:        opts.Bearer,
+		controlSeries: opts.Metrics.series("portcullis"),
+		issuerSeries:  opts.Metrics.series("issuer"),
+		noneSeries:    opts.Metrics.series("none"),
+		log:           opts.Logger,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -151,6 +155,7 @@ func New(cfg Config, opts Options) (*Handler, error) {
 			audiences:      bearerAudiences(opts.BearerAudience, rc.BearerAudiences),
 			forward:        fwd,
 			encodedSlashes: rc.AllowEncodedSlashes,
+			series:         opts.Metrics.series(rc.Name),
 			upstream:       up,
 		})
 		h.encodedSlashes = h.encodedSlashes || rc.AllowEncodedSlashes
@@ -207,7 +212,7 @@ func (h *Handler) Check(ctx context.Context) error {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &recorder{ResponseWriter: w}
-	a := access{upstream: "none", auth: outcomeNone}
+	a := access{upstream: "none", series: h.noneSeries, auth: outcomeNone}
 	reqID := h.requestID(r)
 	w.Header().Set("X-Request-Id", reqID)
 	h.serve(rw, r, &a)
@@ -216,7 +221,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	h.metrics.observe(a.upstream, status, a.auth, d)
+	a.series.observe(status, a.auth, d)
 	h.logAccess(r, rw, &a, reqID, start, d)
 }
 
@@ -233,12 +238,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, a *access) {
 	setPath(r, cp)
 
 	if h.isIssuerPath(host, cp) {
-		a.upstream = "issuer"
+		a.upstream, a.series = "issuer", h.issuerSeries
 		h.issuer.Handler().ServeHTTP(w, h.withClientAddr(r))
 		return
 	}
 	if strings.HasPrefix(cp, pathPrefix) || cp == "/oauth2" {
-		a.upstream = "portcullis"
+		a.upstream, a.series = "portcullis", h.controlSeries
 		h.control.ServeHTTP(w, r)
 		return
 	}
@@ -247,7 +252,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, a *access) {
 		h.page(w, r, http.StatusNotFound, "Not found", "No application is configured at this address.")
 		return
 	}
-	a.upstream = rt.name
+	a.upstream, a.series = rt.name, rt.series
 	if !encoded && rt.isPublic(cp) {
 		a.auth = outcomePublic
 		h.sessions.StripCookies(r)

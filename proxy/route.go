@@ -19,6 +19,7 @@ type route struct {
 	audiences      []string // accepted in bearer tokens: the default one, then bearer_audiences
 	forward        upstream.Forward
 	encodedSlashes bool
+	series         *upstreamSeries
 	upstream       *upstream.Upstream
 }
 
