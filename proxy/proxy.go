@@ -193,9 +193,6 @@ func New(cfg Config, opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// Ready reports whether sign-in can work (issuer discovery succeeded).
-func (h *Handler) Ready() bool { return h.login.Ready() }
-
 // Check is the readiness probe: the login issuer was discovered and the
 // session store answers.
 func (h *Handler) Check(ctx context.Context) error {
