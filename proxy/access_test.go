@@ -1,39 +1,21 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestAccessLogAndMetrics(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &authtest.Buffer{}
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	e := newEnv(t, func(c *envConfig) {
@@ -93,7 +75,7 @@ func TestAccessLogAndMetrics(t *testing.T) {
 }
 
 func TestAuditDenied(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &authtest.Buffer{}
 	e := newEnv(t, func(c *envConfig) {
 		c.logger = slog.New(slog.NewJSONHandler(logs, nil))
 		c.proxy.Routes[0].Allow.Groups = []string{"admins"}

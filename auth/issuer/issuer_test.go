@@ -1,39 +1,20 @@
 package issuer
 
 import (
-	"bytes"
 	"context"
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
 	"golang.org/x/crypto/bcrypt"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestStartupWarnings(t *testing.T) {
 	demo, err := bcrypt.GenerateFromPassword([]byte("demo"), bcrypt.MinCost)
@@ -45,7 +26,7 @@ func TestStartupWarnings(t *testing.T) {
 	cfg.Clients = append(cfg.Clients,
 		ClientConfig{ID: "legacy", Secret: appSecret, Grants: []string{GrantPassword}},
 		ClientConfig{ID: "spa", Public: true, Grants: []string{GrantImplicit}, RedirectURIs: []string{"https://spa.example.com/"}})
-	var logs syncBuffer
+	var logs authtest.Buffer
 	st := store.NewMemory(store.Options{})
 	defer st.Close()
 	pub, _ := url.Parse("http://localhost:4180")

@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"encoding/json"
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -59,7 +60,7 @@ func wantAudit(t *testing.T, evs []map[string]any, name string, want map[string]
 func TestMetricsAndAudit(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	var logs syncBuffer
+	var logs authtest.Buffer
 	cfg := testConfig()
 	cfg.Clients = append(cfg.Clients, ClientConfig{ID: "cli", Secret: appSecret, Grants: []string{GrantPassword}})
 	clk := &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,24 +39,6 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// syncBuffer collects log output from handlers running on server goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one relying party in front of one test OP, served by a real
 // server that also has a /dest page reporting the session it sees.
 type env struct {
@@ -66,7 +49,7 @@ type env struct {
 	sessions *session.Manager
 	front    *httptest.Server
 	public   *url.URL
-	logs     *syncBuffer
+	logs     *authtest.Buffer
 }
 
 // newEnv starts a test OP and a front server; mutate may change the config
@@ -75,7 +58,7 @@ func newEnv(t *testing.T, mutate func(*Config, *Options)) *env {
 	t.Helper()
 	clk := &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 	op := newTestOP(t, clk.Now)
-	e := &env{t: t, op: op, clock: clk, logs: &syncBuffer{}}
+	e := &env{t: t, op: op, clock: clk, logs: &authtest.Buffer{}}
 	secret := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
 	sm, err := session.New(session.Config{Secrets: []auth.Secret{auth.Secret(secret)}}, session.Options{Now: clk.Now})
 	if err != nil {

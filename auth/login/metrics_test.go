@@ -3,6 +3,7 @@ package login
 import (
 	"encoding/json"
 	"errors"
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -48,7 +49,7 @@ func findAudit(t *testing.T, evs []map[string]any, name string) map[string]any {
 func TestMetricsAndAudit(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	logs := &syncBuffer{}
+	logs := &authtest.Buffer{}
 	e := newEnv(t, func(_ *Config, o *Options) {
 		o.Metrics = m
 		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -162,7 +163,7 @@ func TestRefreshRefusedReasons(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := NewMetrics(prometheus.NewRegistry())
-			logs := &syncBuffer{}
+			logs := &authtest.Buffer{}
 			e := newEnv(t, func(_ *Config, o *Options) {
 				o.Metrics = m
 				o.Logger = slog.New(slog.NewJSONHandler(logs, nil))

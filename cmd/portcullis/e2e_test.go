@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,26 +24,9 @@ type instance struct {
 	base   string // public URL
 	file   string
 	reload chan os.Signal
-	logs   *syncBuffer
+	logs   *authtest.Buffer
 	cancel context.CancelFunc
 	done   chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // exampleOnPort is config.example.yaml moved to a free port.
@@ -67,7 +49,7 @@ func startServe(t *testing.T, text func(port int) string, env map[string]string)
 		base:   fmt.Sprintf("http://localhost:%d", port),
 		file:   writeFile(t, text(port)),
 		reload: make(chan os.Signal, 1),
-		logs:   &syncBuffer{},
+		logs:   &authtest.Buffer{},
 		done:   make(chan error, 1),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
