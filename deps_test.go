@@ -23,8 +23,8 @@ var allowed = map[string][]string{
 	"auth":                        {},
 	"auth/authtest":               {},
 	"auth/session":                {"auth"},
-	"auth/session/sessiontest":    {"auth", "auth/session"},
-	"auth/login":                  {"auth", "auth/session"}, // the relying party saves the session it establishes
+	"auth/session/sessiontest":    {"auth", "auth/session", "auth/authtest"}, // the shared test clock
+	"auth/login":                  {"auth", "auth/session"},                  // the relying party saves the session it establishes
 	"auth/bearer":                 {"auth"},
 	"auth/policy":                 {"auth"},
 	"auth/issuer/store":           {"auth"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -29,24 +30,6 @@ const (
 	appRedirect    = "https://app.example.com/callback"
 	nativeRedirect = "http://127.0.0.1/cb"
 )
-
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // Keys are generated once per test binary: RSA generation under -race is
 // slow, and every test would otherwise pay for it in New.
@@ -76,7 +59,7 @@ type env struct {
 	iss   *Issuer
 	srv   *httptest.Server
 	st    store.Store
-	clock *clock
+	clock *authtest.Clock
 	cfg   Config
 }
 
@@ -106,20 +89,20 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	clk := &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
+	clk := authtest.NewClock(time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC))
 	st := store.NewMemory(store.Options{Now: clk.Now})
 	t.Cleanup(func() { st.Close() })
 	return newEnvWith(t, cfg, st, clk)
 }
 
-func newEnvWith(t *testing.T, cfg Config, st store.Store, clk *clock) *env {
+func newEnvWith(t *testing.T, cfg Config, st store.Store, clk *authtest.Clock) *env {
 	t.Helper()
 	return newEnvOpts(t, cfg, st, clk, Options{})
 }
 
 // newEnvOpts is newEnvWith with opts' Logger and Metrics; PublicURL, Store
 // and Now are the env's.
-func newEnvOpts(t *testing.T, cfg Config, st store.Store, clk *clock, opts Options) *env {
+func newEnvOpts(t *testing.T, cfg Config, st store.Store, clk *authtest.Clock, opts Options) *env {
 	t.Helper()
 	var h http.Handler = http.NotFoundHandler()
 	var mu sync.RWMutex

@@ -3,6 +3,7 @@ package issuer
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -101,7 +102,7 @@ func TestKeyRotation(t *testing.T) {
 
 // TestRestart: with a persistent store, keys and refresh tokens survive New.
 func TestRestart(t *testing.T) {
-	clk := &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
+	clk := authtest.NewClock(time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC))
 	path := filepath.Join(t.TempDir(), "issuer.db")
 	st1, err := store.OpenBolt(path, store.Options{Now: clk.Now})
 	if err != nil {
@@ -149,7 +150,7 @@ func TestRestart(t *testing.T) {
 
 // BenchmarkTokenClientCredentials measures the token endpoint in process.
 func BenchmarkTokenClientCredentials(b *testing.B) {
-	clk := &clock{t: time.Now()}
+	clk := authtest.NewClock(time.Now())
 	st := store.NewMemory(store.Options{})
 	defer st.Close()
 	cfg := testConfig()

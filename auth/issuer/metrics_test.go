@@ -63,7 +63,7 @@ func TestMetricsAndAudit(t *testing.T) {
 	var logs authtest.Buffer
 	cfg := testConfig()
 	cfg.Clients = append(cfg.Clients, ClientConfig{ID: "cli", Secret: appSecret, Grants: []string{GrantPassword}})
-	clk := &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
+	clk := authtest.NewClock(time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC))
 	st := store.NewMemory(store.Options{Now: clk.Now})
 	t.Cleanup(func() { st.Close() })
 	e := newEnvOpts(t, cfg, st, clk, Options{

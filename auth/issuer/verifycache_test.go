@@ -156,7 +156,7 @@ func TestVerifyCacheRevocationOnStores(t *testing.T) {
 	}
 	for _, tt := range stores {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
+			clk := authtest.NewClock(time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC))
 			st, err := tt.open(t, clk.Now)
 			if err != nil {
 				t.Fatal(err)
@@ -242,7 +242,7 @@ func BenchmarkVerifyAccessToken(b *testing.B) {
 	}
 	for _, st := range stores {
 		b.Run(st.name, func(b *testing.B) {
-			clk := &clock{t: time.Now()}
+			clk := authtest.NewClock(time.Now())
 			s, err := st.open(b, clk.Now)
 			if err != nil {
 				b.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,30 +20,12 @@ import (
 	"github.com/portcullis-proxy/portcullis/auth/session"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is one relying party in front of one test OP, served by a real
 // server that also has a /dest page reporting the session it sees.
 type env struct {
 	t        *testing.T
 	op       *testOP
-	clock    *clock
+	clock    *authtest.Clock
 	client   *Client
 	sessions *session.Manager
 	front    *httptest.Server
@@ -56,7 +37,7 @@ type env struct {
 // and options before New (defaults are valid).
 func newEnv(t *testing.T, mutate func(*Config, *Options)) *env {
 	t.Helper()
-	clk := &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := authtest.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	op := newTestOP(t, clk.Now)
 	e := &env{t: t, op: op, clock: clk, logs: &authtest.Buffer{}}
 	secret := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
@@ -351,7 +332,7 @@ func TestPendingCookieLimit(t *testing.T) {
 		if i == 0 {
 			first = resp.Cookies()[0].Name
 		}
-		e.clock.Add(time.Second) // creation order must be visible
+		e.clock.Advance(time.Second) // creation order must be visible
 	}
 	got := pendingCookies(b, e.public)
 	if len(got) != maxPending {
@@ -365,7 +346,7 @@ func TestPendingCookieLimit(t *testing.T) {
 }
 
 func TestRedirectBeforeDiscovery(t *testing.T) {
-	clk := &clock{t: time.Unix(1e9, 0)}
+	clk := authtest.NewClock(time.Unix(1e9, 0))
 	sm, err := session.New(session.Config{Secrets: []auth.Secret{auth.Secret(base64.StdEncoding.EncodeToString(make([]byte, 32)))}},
 		session.Options{Now: clk.Now})
 	if err != nil {
@@ -449,7 +430,7 @@ func TestCallbackFailures(t *testing.T) {
 		},
 		{
 			name:       "pending cookie expired",
-			tamper:     func(e *env, b *browser, cb *url.URL) { e.clock.Add(11 * time.Minute) },
+			tamper:     func(e *env, b *browser, cb *url.URL) { e.clock.Advance(11 * time.Minute) },
 			wantStatus: http.StatusBadRequest, wantText: "expired",
 		},
 		{

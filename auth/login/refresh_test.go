@@ -46,7 +46,7 @@ func TestRefresh(t *testing.T) {
 		e := newEnv(t, nil)
 		_, d := e.signIn()
 		before := *d
-		e.clock.Add(5 * time.Minute)
+		e.clock.Advance(5 * time.Minute)
 		e.op.set(func(op *testOP) {
 			op.mutateID = func(c map[string]any) { c["email"] = "alice@new.example.com" }
 		})
@@ -80,7 +80,7 @@ func TestRefresh(t *testing.T) {
 			t.Errorf("Refresh with the old token within the grace window = %v, want the first result", err)
 		}
 		// After it, the rotated-out refresh token is dead at the OP.
-		e.clock.Add(refreshGrace + time.Second)
+		e.clock.Advance(refreshGrace + time.Second)
 		if _, err := e.client.Refresh(t.Context(), d); !errors.Is(err, auth.ErrUnauthenticated) {
 			t.Errorf("Refresh with rotated-out token = %v, want ErrUnauthenticated", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -53,29 +54,11 @@ func Secret() auth.Secret {
 	return auth.Secret(base64.StdEncoding.EncodeToString(b))
 }
 
-// Clock is a settable clock for session.Options.Now, safe for concurrent
-// use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// Clock is a settable clock for session.Options.Now (the shared test clock).
+type Clock = authtest.Clock
 
 // NewClock returns a clock stopped at t.
-func NewClock(t time.Time) *Clock { return &Clock{now: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func NewClock(t time.Time) *Clock { return authtest.NewClock(t) }
 
 // t0 is where every suite clock starts: a whole second, so that times
 // survive the wire format's Unix seconds unchanged.
