@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -37,25 +38,8 @@ const (
 // t0 is the start of every test clock.
 var t0 = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 
-// clock is a settable test clock shared by the OP and the verifier.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock is the settable test clock shared by the OP and the verifier.
+func newClock() *authtest.Clock { return authtest.NewClock(t0) }
 
 // RSA generation is slow under -race; one key per test binary is enough.
 var (
@@ -259,7 +243,7 @@ func (op *fakeOP) setStatus(s int) {
 
 // newVerifier returns a discovered verifier for op's issuer; mutate edits
 // the options (defaults: our client credentials, the clock, op's client).
-func newVerifier(t testing.TB, issuerURL string, hc *http.Client, clk *clock, mutate func(*bearer.Options)) *bearer.Verifier {
+func newVerifier(t testing.TB, issuerURL string, hc *http.Client, clk *authtest.Clock, mutate func(*bearer.Options)) *bearer.Verifier {
 	t.Helper()
 	opts := bearer.Options{
 		IssuerURL:    issuerURL,
@@ -282,7 +266,7 @@ func newVerifier(t testing.TB, issuerURL string, hc *http.Client, clk *clock, mu
 }
 
 // claims returns typical access-token claims of op at clk's time.
-func (op *fakeOP) claims(clk *clock) map[string]any {
+func (op *fakeOP) claims(clk *authtest.Clock) map[string]any {
 	now := clk.Now()
 	return map[string]any{
 		"iss":                op.URL(),
@@ -318,7 +302,7 @@ func with(m map[string]any, kv ...any) map[string]any {
 type realOP struct {
 	iss *issuer.Issuer
 	srv *httptest.Server
-	clk *clock
+	clk *authtest.Clock
 
 	mu     sync.Mutex
 	counts map[string]int
@@ -329,7 +313,7 @@ type realOP struct {
 // and "script" (client_credentials); both get access tokens for
 // apiAudience. The first signing key is put in the store so New does not
 // generate one.
-func newRealOP(t *testing.T, clk *clock, mutate func(*issuer.Config)) *realOP {
+func newRealOP(t *testing.T, clk *authtest.Clock, mutate func(*issuer.Config)) *realOP {
 	t.Helper()
 	op := &realOP{clk: clk, counts: map[string]int{}}
 	var h http.Handler = http.NotFoundHandler()
