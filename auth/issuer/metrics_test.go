@@ -1,7 +1,6 @@
 package issuer
 
 import (
-	"encoding/json"
 	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"log/slog"
 	"net/http"
@@ -15,45 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/oauth2"
 )
-
-// auditEvents parses JSON log output and returns the records that carry an
-// audit attribute, in order.
-func auditEvents(t *testing.T, out string) []map[string]any {
-	t.Helper()
-	var evs []map[string]any
-	for line := range strings.Lines(out) {
-		m := map[string]any{}
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line is not JSON: %v: %q", err, line)
-		}
-		if _, ok := m["audit"]; ok {
-			evs = append(evs, m)
-		}
-	}
-	return evs
-}
-
-// wantAudit fails unless some event named name has every attribute of want.
-func wantAudit(t *testing.T, evs []map[string]any, name string, want map[string]any) {
-	t.Helper()
-	var seen []map[string]any
-	for _, e := range evs {
-		if e["audit"] != name {
-			continue
-		}
-		seen = append(seen, e)
-		ok := true
-		for k, v := range want {
-			if e[k] != v {
-				ok = false
-			}
-		}
-		if ok {
-			return
-		}
-	}
-	t.Errorf("no %q audit event with %v; those seen: %v", name, want, seen)
-}
 
 // TestMetricsAndAudit drives sign-ins, every grant's success and the main
 // refusals through a real server, and checks counters and audit events.
@@ -189,19 +149,19 @@ func TestMetricsAndAudit(t *testing.T) {
 	}
 
 	out := logs.String()
-	evs := auditEvents(t, out)
+	evs := authtest.AuditEvents(t, out)
 	ip := "127.0.0.1"
-	wantAudit(t, evs, "login", map[string]any{"sub": "alice", "client_id": "app", "ip": ip, "level": "INFO"})
-	wantAudit(t, evs, "token_granted", map[string]any{"grant": GrantAuthorizationCode, "client_id": "app", "sub": "alice", "ip": ip})
-	wantAudit(t, evs, "token_granted", map[string]any{"grant": GrantClientCredentials, "client_id": "other", "sub": "other"})
-	wantAudit(t, evs, "code_replay_detected", map[string]any{"client_id": "app", "sub": "alice", "ip": ip, "level": "WARN"})
-	wantAudit(t, evs, "refresh_reuse_detected", map[string]any{"client_id": "app", "sub": "alice", "ip": ip, "level": "WARN"})
-	wantAudit(t, evs, "token_refused", map[string]any{"error": errInvalidGrant, "client_id": "app", "grant": GrantRefreshToken, "level": "WARN"})
-	wantAudit(t, evs, "login_failed", map[string]any{"username": "alice", "reason": "bad_credentials", "client_id": "app", "ip": ip, "level": "WARN"})
-	wantAudit(t, evs, "login_throttled", map[string]any{"username": "bob", "reason": "user", "client_id": "cli", "ip": ip})
-	wantAudit(t, evs, "token_revoked", map[string]any{"client_id": "other", "sub": "other", "token_type": "access_token", "ip": ip})
-	wantAudit(t, evs, "login_session_ended", map[string]any{"sub": "alice", "ip": ip})
-	wantAudit(t, evs, "key_rotated", map[string]any{"kid": newKid})
+	authtest.WantAudit(t, evs, "login", map[string]any{"sub": "alice", "client_id": "app", "ip": ip, "level": "INFO"})
+	authtest.WantAudit(t, evs, "token_granted", map[string]any{"grant": GrantAuthorizationCode, "client_id": "app", "sub": "alice", "ip": ip})
+	authtest.WantAudit(t, evs, "token_granted", map[string]any{"grant": GrantClientCredentials, "client_id": "other", "sub": "other"})
+	authtest.WantAudit(t, evs, "code_replay_detected", map[string]any{"client_id": "app", "sub": "alice", "ip": ip, "level": "WARN"})
+	authtest.WantAudit(t, evs, "refresh_reuse_detected", map[string]any{"client_id": "app", "sub": "alice", "ip": ip, "level": "WARN"})
+	authtest.WantAudit(t, evs, "token_refused", map[string]any{"error": errInvalidGrant, "client_id": "app", "grant": GrantRefreshToken, "level": "WARN"})
+	authtest.WantAudit(t, evs, "login_failed", map[string]any{"username": "alice", "reason": "bad_credentials", "client_id": "app", "ip": ip, "level": "WARN"})
+	authtest.WantAudit(t, evs, "login_throttled", map[string]any{"username": "bob", "reason": "user", "client_id": "cli", "ip": ip})
+	authtest.WantAudit(t, evs, "token_revoked", map[string]any{"client_id": "other", "sub": "other", "token_type": "access_token", "ip": ip})
+	authtest.WantAudit(t, evs, "login_session_ended", map[string]any{"sub": "alice", "ip": ip})
+	authtest.WantAudit(t, evs, "key_rotated", map[string]any{"kid": newKid})
 	for _, ev := range evs {
 		if ev["audit"] == "token_refused" && ev["error"] == errInvalidClient {
 			if _, ok := ev["client_id"]; ok {

@@ -1,7 +1,6 @@
 package login
 
 import (
-	"encoding/json"
 	"errors"
 	"github.com/portcullis-proxy/portcullis/auth/authtest"
 	"log/slog"
@@ -16,35 +15,6 @@ import (
 	"github.com/portcullis-proxy/portcullis/auth"
 	"github.com/portcullis-proxy/portcullis/auth/session"
 )
-
-// auditEvents parses JSON log output and returns the records that carry an
-// audit attribute, in order.
-func auditEvents(t *testing.T, out string) []map[string]any {
-	t.Helper()
-	var evs []map[string]any
-	for line := range strings.Lines(out) {
-		m := map[string]any{}
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line is not JSON: %v: %q", err, line)
-		}
-		if _, ok := m["audit"]; ok {
-			evs = append(evs, m)
-		}
-	}
-	return evs
-}
-
-// findAudit returns the first event named name, failing when there is none.
-func findAudit(t *testing.T, evs []map[string]any, name string) map[string]any {
-	t.Helper()
-	for _, e := range evs {
-		if e["audit"] == name {
-			return e
-		}
-	}
-	t.Fatalf("no %q audit event among %v", name, evs)
-	return nil
-}
 
 func TestMetricsAndAudit(t *testing.T) {
 	reg := prometheus.NewRegistry()
@@ -116,20 +86,20 @@ func TestMetricsAndAudit(t *testing.T) {
 	}
 
 	out := logs.String()
-	evs := auditEvents(t, out)
-	in := findAudit(t, evs, "sign_in")
+	evs := authtest.AuditEvents(t, out)
+	in := authtest.FindAudit(t, evs, "sign_in")
 	if in["sub"] != "user-123" || in["ip"] != "127.0.0.1" || in["level"] != "INFO" {
 		t.Errorf("sign_in event = %v, want sub user-123, ip 127.0.0.1, level INFO", in)
 	}
-	failed := findAudit(t, evs, "sign_in_failed")
+	failed := authtest.FindAudit(t, evs, "sign_in_failed")
 	if failed["reason"] != reasonState || failed["ip"] != "127.0.0.1" || failed["level"] != "WARN" {
 		t.Errorf("sign_in_failed event = %v, want reason state, ip, level WARN", failed)
 	}
-	refused := findAudit(t, evs, "refresh_refused")
+	refused := authtest.FindAudit(t, evs, "refresh_refused")
 	if refused["reason"] != refuseIssuer || refused["sub"] != "user-123" || refused["error"] != "invalid_grant" || refused["level"] != "WARN" {
 		t.Errorf("refresh_refused event = %v, want reason issuer_refused, sub user-123, error invalid_grant, level WARN", refused)
 	}
-	outEv := findAudit(t, evs, "sign_out")
+	outEv := authtest.FindAudit(t, evs, "sign_out")
 	if outEv["sub"] != "user-123" || outEv["ip"] != "127.0.0.1" {
 		t.Errorf("sign_out event = %v, want sub user-123 and ip", outEv)
 	}
@@ -176,7 +146,7 @@ func TestRefreshRefusedReasons(t *testing.T) {
 			if got := testutil.ToFloat64(m.refreshes.WithLabelValues(refreshRefused)); got != 1 {
 				t.Errorf("token_refreshes{refused} = %v, want 1", got)
 			}
-			if ev := findAudit(t, auditEvents(t, logs.String()), "refresh_refused"); ev["reason"] != tt.want {
+			if ev := authtest.FindAudit(t, authtest.AuditEvents(t, logs.String()), "refresh_refused"); ev["reason"] != tt.want {
 				t.Errorf("refresh_refused reason = %v, want %s", ev["reason"], tt.want)
 			}
 		})
