@@ -72,12 +72,10 @@ func (i *Issuer) handleConsentForm(w http.ResponseWriter, r *http.Request) {
 func (i *Issuer) handleConsentSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	s := i.state.Load()
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		i.errorPage(w, r, http.StatusBadRequest, "The form could not be read.", err)
+	id, ok := i.parkedForm(w, r)
+	if !ok {
 		return
 	}
-	id := r.PostForm.Get("req")
 	ar, c, u, err := i.consentRequest(ctx, r, s, id)
 	if err != nil {
 		i.requestGonePage(w, r, err)

@@ -153,6 +153,18 @@ func (i *Issuer) renderLogin(w http.ResponseWriter, r *http.Request, id, msg str
 	})
 }
 
+// parkedForm reads a POST of the login or consent page (at most 64 KiB)
+// and returns the id of the parked authorization request it continues.
+// When it returns false it has already answered with an error page.
+func (i *Issuer) parkedForm(w http.ResponseWriter, r *http.Request) (string, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		i.errorPage(w, r, http.StatusBadRequest, "The form could not be read.", err)
+		return "", false
+	}
+	return r.PostForm.Get("req"), true
+}
+
 // requestGonePage explains an expired or unknown parked request.
 func (i *Issuer) requestGonePage(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errRequestGone) {
@@ -166,12 +178,10 @@ func (i *Issuer) requestGonePage(w http.ResponseWriter, r *http.Request, err err
 func (i *Issuer) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	s := i.state.Load()
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		i.errorPage(w, r, http.StatusBadRequest, "The form could not be read.", err)
+	id, ok := i.parkedForm(w, r)
+	if !ok {
 		return
 	}
-	id := r.PostForm.Get("req")
 	ar, c, err := i.loadAuthRequest(ctx, s, id)
 	if err != nil {
 		i.requestGonePage(w, r, err)
