@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
 )
@@ -67,15 +68,22 @@ func (i *Issuer) grantCode(ctx context.Context, r *http.Request, s *state, c *cl
 	scopes := rec.Scopes
 	g := grantInfo{client: c, subject: u.Username, user: u, scopes: scopes, authTime: rec.AuthTime,
 		nonce: rec.Nonce, familyID: rec.FamilyID, jti: rec.AccessJTI}
+	return i.issueWithRefresh(ctx, s, g, now)
+}
+
+// issueWithRefresh issues the tokens of a user grant and, when the scopes
+// include offline_access and the client may refresh, the first refresh
+// token of the family g.familyID.
+func (i *Issuer) issueWithRefresh(ctx context.Context, s *state, g grantInfo, now time.Time) (*tokenResponse, error) {
 	resp, err := i.issue(ctx, s, g, true)
 	if err != nil {
 		return nil, err
 	}
-	if slices.Contains(scopes, ScopeOfflineAccess) && c.allows(GrantRefreshToken) {
+	if slices.Contains(g.scopes, ScopeOfflineAccess) && g.client.allows(GrantRefreshToken) {
 		rt := randomToken()
 		err := i.st.CreateRefresh(ctx, store.RefreshToken{
-			ID: hashID(rt), FamilyID: rec.FamilyID, ClientID: c.ID, Subject: u.Username, Scopes: scopes,
-			AuthTime: rec.AuthTime, IssuedAt: now, ExpiresAt: now.Add(s.tokens.RefreshTTL),
+			ID: hashID(rt), FamilyID: g.familyID, ClientID: g.client.ID, Subject: g.subject, Scopes: g.scopes,
+			AuthTime: g.authTime, IssuedAt: now, ExpiresAt: now.Add(s.tokens.RefreshTTL),
 		})
 		if err != nil {
 			return nil, internalErr(err)

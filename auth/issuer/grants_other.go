@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-
-	"github.com/portcullis-proxy/portcullis/auth/issuer/store"
 )
 
 // grantClientCredentials issues an access token to a confidential client
@@ -50,20 +48,5 @@ func (i *Issuer) grantPassword(ctx context.Context, r *http.Request, s *state, c
 	}
 	now := i.now()
 	g := grantInfo{client: c, subject: u.Username, user: u, scopes: scopes, authTime: now, familyID: randomToken()}
-	resp, err := i.issue(ctx, s, g, true)
-	if err != nil {
-		return nil, err
-	}
-	if slices.Contains(scopes, ScopeOfflineAccess) && c.allows(GrantRefreshToken) {
-		rt := randomToken()
-		err := i.st.CreateRefresh(ctx, store.RefreshToken{
-			ID: hashID(rt), FamilyID: g.familyID, ClientID: c.ID, Subject: u.Username, Scopes: scopes,
-			AuthTime: now, IssuedAt: now, ExpiresAt: now.Add(s.tokens.RefreshTTL),
-		})
-		if err != nil {
-			return nil, internalErr(err)
-		}
-		resp.RefreshToken = rt
-	}
-	return resp, nil
+	return i.issueWithRefresh(ctx, s, g, now)
 }
