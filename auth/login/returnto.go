@@ -67,8 +67,15 @@ func CleanReturnTarget(rd string, allowedHosts []string) string {
 // whether, for a local path, no layer turns into a scheme-relative URL.
 func cleanLayers(s string) bool {
 	local := strings.HasPrefix(s, "/")
+	return everyLayer(s, func(layer string) bool { return layerOK(layer, local) })
+}
+
+// everyLayer reports whether ok holds for s and for each successive
+// percent-decoding of it, until decoding changes nothing. A value that
+// does not decode, or still changes after maxDecodeRounds, fails.
+func everyLayer(s string, ok func(layer string) bool) bool {
 	for range maxDecodeRounds {
-		if !layerOK(s, local) {
+		if !ok(s) {
 			return false
 		}
 		d, err := url.PathUnescape(s)
@@ -101,25 +108,12 @@ func layerOK(s string, local bool) bool {
 // localPathOK refuses a path that becomes "//host" once dot segments are
 // removed ("/.//evil.com"), in any decoding.
 func localPathOK(rd string) bool {
-	s := rd
-	for range maxDecodeRounds {
-		p := s
-		if i := strings.IndexAny(p, "?#"); i >= 0 {
-			p = p[:i]
+	return everyLayer(rd, func(layer string) bool {
+		if i := strings.IndexAny(layer, "?#"); i >= 0 {
+			layer = layer[:i]
 		}
-		if strings.HasPrefix(removeDotSegments(p), "//") {
-			return false
-		}
-		d, err := url.PathUnescape(s)
-		if err != nil {
-			return false
-		}
-		if d == s {
-			return true
-		}
-		s = d
-	}
-	return false
+		return !strings.HasPrefix(removeDotSegments(layer), "//")
+	})
 }
 
 // removeDotSegments is RFC 3986 §5.2.4 without collapsing empty segments,
