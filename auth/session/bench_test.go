@@ -61,11 +61,15 @@ func BenchmarkLoad(b *testing.B) {
 		b.Run(st.name, func(b *testing.B) {
 			cfg := session.Config{Secrets: []auth.Secret{sessiontest.Secret()}, Store: st.store(b)}
 			m := sessiontest.MustNew(b, cfg, session.Options{})
+			uncached := sessiontest.MustNew(b, cfg, session.Options{})
+			session.WithoutCache(uncached)
 			for _, size := range []struct {
 				name  string
+				m     *session.Manager
 				bytes int
-			}{{"2KB", 2048}, {"8KB-chunked", 8192}} {
+			}{{"2KB", m, 2048}, {"8KB-chunked", m, 8192}, {"2KB-miss", uncached, 2048}, {"8KB-chunked-miss", uncached, 8192}} {
 				b.Run(size.name, func(b *testing.B) {
+					m := size.m
 					r := benchRequest(b, m, benchData(size.bytes))
 					b.SetBytes(int64(len(r.Header.Get("Cookie"))))
 					b.ReportAllocs()

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"slices"
 	"strings"
@@ -125,15 +126,40 @@ func newDataCache(maxEntries, maxBytes int, maxAge time.Duration) *dataCache {
 		seed: maphash.MakeSeed(), entries: map[uint64]cacheEntry{}}
 }
 
-// hash indexes k: its name and parts, hashed in place without joining.
+// hashSample is how many bytes at each end of a sealed value the index
+// hashes. Both ends are random in every sealed value (the nonce at the
+// start, the tag at the end), so distinct sessions spread well, and a hit
+// costs a short hash and one comparison instead of hashing kilobytes.
+// Values that agree at both ends only share a slot: the comparison of the
+// exact bytes still decides every hit.
+const hashSample = 32
+
+// hash indexes k: its name, its length and hashSample bytes at each end.
 func (c *dataCache) hash(k cacheKey) uint64 {
 	var h maphash.Hash
 	h.SetSeed(c.seed)
 	h.WriteString(k.v.name)
 	h.WriteByte(0)
+	// The ends of the joined value, however it is split into parts.
+	var buf [8 + 2*hashSample]byte
+	size := k.v.size()
+	binary.LittleEndian.PutUint64(buf[:8], uint64(size))
+	head, tail := buf[8:8+hashSample], buf[8+hashSample:]
+	headLen := min(size, hashSample)
+	tailFrom := max(size-hashSample, 0)
+	off := 0
 	for _, p := range k.v.parts[:k.v.n] {
-		h.WriteString(p)
+		if off < headLen {
+			copy(head[off:headLen], p)
+		}
+		if end := off + len(p); end > tailFrom {
+			from := max(tailFrom-off, 0)
+			copy(tail[off+from-tailFrom:], p[from:])
+		}
+		off += len(p)
 	}
+	h.Write(buf[:8+headLen])
+	h.Write(tail[:size-tailFrom])
 	return h.Sum64()
 }
 
@@ -211,10 +237,30 @@ func (c *dataCache) len() int {
 	return len(c.entries)
 }
 
+// inlineGroups is how many groups a copy made by cloneData keeps in the
+// same allocation as the Data itself: most users are in a handful.
+const inlineGroups = 8
+
+// dataBox is a Data with room for its groups, so that a typical copy is
+// one allocation, not two.
+type dataBox struct {
+	d      Data
+	groups [inlineGroups]string
+}
+
 // cloneData copies d deeply enough that the copy can be modified freely:
 // the only shared mutable part of a Data is its groups slice.
 func cloneData(d *Data) *Data {
-	c := *d
-	c.Identity.Groups = slices.Clone(d.Identity.Groups)
-	return &c
+	g := d.Identity.Groups
+	if len(g) > inlineGroups {
+		c := *d
+		c.Identity.Groups = slices.Clone(g)
+		return &c
+	}
+	b := &dataBox{d: *d}
+	if g != nil {
+		n := copy(b.groups[:], g)
+		b.d.Identity.Groups = b.groups[:n:n]
+	}
+	return &b.d
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +184,53 @@ func TestCacheHitNeedsExactBytes(t *testing.T) {
 	chunked.parts[0], chunked.parts[1] = "sealed-value-of", "-the-victim"
 	if got := c.get(chunked.key(), now); got == nil || got.Identity.Subject != "victim" {
 		t.Fatal("the same bytes in chunks missed")
+	}
+}
+
+// TestCacheHashIgnoresSplit: the index of a value does not depend on how
+// it is cut into parts, and differs when a byte at either end differs.
+func TestCacheHashIgnoresSplit(t *testing.T) {
+	c := newDataCache(8, 1<<20, time.Minute)
+	for _, whole := range []string{"short", strings.Repeat("0123456789", 20)} {
+		want := c.hash(newCacheKey("n", whole))
+		for cut1 := 1; cut1 < len(whole); cut1 += 3 {
+			for cut2 := cut1; cut2 < len(whole); cut2 += 7 {
+				v := &sealedValue{name: "n", n: 3}
+				v.parts[0], v.parts[1], v.parts[2] = whole[:cut1], whole[cut1:cut2], whole[cut2:]
+				if got := c.hash(v.key()); got != want {
+					t.Fatalf("%q cut at %d and %d: hash differs", whole, cut1, cut2)
+				}
+			}
+		}
+		for _, i := range []int{0, len(whole) - 1} {
+			b := []byte(whole)
+			b[i] ^= 1
+			if c.hash(newCacheKey("n", string(b))) == want {
+				t.Errorf("%q with byte %d changed: same hash", whole, i)
+			}
+		}
+	}
+}
+
+// TestCloneData: a copy shares nothing the caller could change: appending
+// to or editing its groups never reaches the original, for inline and
+// spilled group counts alike.
+func TestCloneData(t *testing.T) {
+	for _, n := range []int{0, 1, inlineGroups, inlineGroups + 1, 40} {
+		d := &Data{IDToken: "it"}
+		for i := range n {
+			d.Identity.Groups = append(d.Identity.Groups, fmt.Sprint("g", i))
+		}
+		c := cloneData(d)
+		if len(c.Identity.Groups) != n || (n == 0) != (c.Identity.Groups == nil) || c.IDToken != "it" {
+			t.Fatalf("%d groups: copy has %v", n, c.Identity.Groups)
+		}
+		c.Identity.Groups = append(c.Identity.Groups, "added")
+		if n > 0 {
+			c.Identity.Groups[0] = "changed"
+		}
+		if len(d.Identity.Groups) != n || (n > 0 && d.Identity.Groups[0] != "g0") {
+			t.Fatalf("%d groups: changing the copy changed the original to %v", n, d.Identity.Groups)
+		}
 	}
 }

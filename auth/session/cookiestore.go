@@ -177,16 +177,21 @@ type requestCookies struct {
 
 func (rc *requestCookies) scan(r *http.Request, base string) {
 	for _, h := range r.Header["Cookie"] {
-		if !strings.Contains(h, base) {
-			continue
-		}
-		for part := range strings.SplitSeq(h, ";") {
+		// One pass: each part's name is looked at, and the end of its value
+		// found with IndexByte, so a long session value is scanned once.
+		for h != "" {
+			part := h
+			if i := strings.IndexByte(h, ';'); i >= 0 {
+				part, h = h[:i], h[i+1:]
+			} else {
+				h = ""
+			}
 			name, value, _ := strings.Cut(part, "=")
-			name = strings.Trim(name, " \t")
+			name = trimSpaceTab(name)
 			if !strings.HasPrefix(name, base) {
 				continue
 			}
-			value = strings.Trim(value, " \t")
+			value = trimSpaceTab(value)
 			if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
 				value = value[1 : len(value)-1]
 			}
@@ -201,6 +206,17 @@ func (rc *requestCookies) scan(r *http.Request, base string) {
 			}
 		}
 	}
+}
+
+// trimSpaceTab is strings.Trim(s, " \t") without building a cutset.
+func trimSpaceTab(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // parts puts the sealed value's parts in v: the base cookie, or the

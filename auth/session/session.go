@@ -316,6 +316,8 @@ type sealedSource interface {
 	sealed(r *http.Request, name string, v *sealedValue) error
 }
 
+var _, _ sealedSource = (*cookieStore)(nil), (*redisStore)(nil)
+
 // Load returns the request's session. Any problem with what the browser
 // sent gives an error wrapping ErrNoSession; an unreachable redis gives
 // another error (callers treat both as "not signed in"). It never panics.
@@ -329,12 +331,19 @@ type sealedSource interface {
 // call, so a session deleted at sign-out ends at once; only its decoding
 // is skipped.
 func (m *Manager) Load(r *http.Request) (*Data, error) {
-	src, ok := m.store.(sealedSource)
-	if !ok {
+	var v sealedValue
+	var err error
+	// Concrete calls, not the sealedSource interface: through an interface
+	// v would escape, costing every request an allocation.
+	switch st := m.store.(type) {
+	case *cookieStore:
+		err = st.sealed(r, m.name, &v)
+	case *redisStore:
+		err = st.sealed(r, m.name, &v)
+	default:
 		return nil, errors.New("session: unknown store")
 	}
-	var v sealedValue
-	if err := src.sealed(r, m.name, &v); err != nil {
+	if err != nil {
 		if errors.Is(err, errNoCookie) {
 			return nil, ErrNoSession
 		}
@@ -352,12 +361,7 @@ func (m *Manager) Load(r *http.Request) (*Data, error) {
 		}
 		return d, nil
 	}
-	b, err := m.keys.open(v.name, v.join())
-	if err != nil {
-		m.log.DebugContext(r.Context(), "session rejected", "err", err)
-		return nil, fmt.Errorf("%w: %v", ErrNoSession, err)
-	}
-	d, err := decodeData(b)
+	d, err := m.keys.openData(v.name, v.parts[:v.n])
 	if err != nil {
 		m.log.DebugContext(r.Context(), "session rejected", "err", err)
 		return nil, fmt.Errorf("%w: %v", ErrNoSession, err)
