@@ -106,3 +106,21 @@ func TestNewTransport(t *testing.T) {
 		t.Errorf("NewTransport(MaxIdleConnsPerHost: 7).MaxIdleConnsPerHost = %d, want 7", tr.MaxIdleConnsPerHost)
 	}
 }
+
+func TestBufferPoolAllocatesNothing(t *testing.T) {
+	bp := newBufferPool()
+	bp.Put(bp.Get()) // the first Get makes the buffer
+	if n := testing.AllocsPerRun(100, func() {
+		b := bp.Get()
+		if len(b) != bufferSize {
+			t.Fatalf("len %d, want %d", len(b), bufferSize)
+		}
+		bp.Put(b)
+	}); n != 0 {
+		t.Errorf("Get+Put allocates %v times, want 0", n)
+	}
+	bp.Put(make([]byte, 10)) // too small: dropped, never handed out
+	if b := bp.Get(); len(b) != bufferSize {
+		t.Errorf("len %d after a short Put, want %d", len(b), bufferSize)
+	}
+}

@@ -282,24 +282,26 @@ func (u *Upstream) handleError(w http.ResponseWriter, r *http.Request, err error
 }
 
 // bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies through.
+// It keeps pointers to the arrays themselves: a pointer fits in the pool's
+// interface value as it is, where a *[]byte made in Put would be one more
+// allocation per request.
 type bufferPool struct{ p sync.Pool }
 
 const bufferSize = 32 << 10
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([bufferSize]byte) }}}
 }
 
 // Get returns a buffer of bufferSize bytes.
-func (bp *bufferPool) Get() []byte { return *bp.p.Get().(*[]byte) }
+func (bp *bufferPool) Get() []byte { return bp.p.Get().(*[bufferSize]byte)[:] }
 
 // Put returns b to the pool.
 func (bp *bufferPool) Put(b []byte) {
 	if cap(b) < bufferSize {
 		return
 	}
-	b = b[:bufferSize]
-	bp.p.Put(&b)
+	bp.p.Put((*[bufferSize]byte)(b[:bufferSize]))
 }
 
 var (
