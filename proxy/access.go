@@ -181,15 +181,21 @@ func (h *Handler) logAccess(r *http.Request, rw *recorder, a *access, reqID stri
 }
 
 // requestID keeps a well-formed X-Request-Id from a trusted proxy, else
-// makes a new one; it is sent upstream and back to the client.
-func (h *Handler) requestID(r *http.Request) string {
+// makes a new one; it is sent upstream (set on r) and back to the client
+// (set on w).
+func (h *Handler) requestID(w http.ResponseWriter, r *http.Request) string {
 	if v := r.Header.Get("X-Request-Id"); v != "" && len(v) <= 64 && isToken(v) && h.isTrusted(r) {
+		w.Header()["X-Request-Id"] = []string{v}
 		return v
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
-	r.Header.Set("X-Request-Id", id)
+	// One backing array for both headers' values; each gets its own
+	// capacity-1 slice, so appending to one never touches the other.
+	vals := []string{id, id}
+	r.Header["X-Request-Id"] = vals[0:1:1]
+	w.Header()["X-Request-Id"] = vals[1:2:2]
 	return id
 }
 

@@ -146,3 +146,43 @@ func TestFixedJSONAnswers(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestID(t *testing.T) {
+	h := &Handler{trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tt := range []struct {
+		name, peer, sent string
+		kept             bool
+	}{
+		{"none sent", "192.0.2.1:1000", "", false},
+		{"untrusted peer", "192.0.2.1:1000", "abc-123", false},
+		{"trusted peer", "10.1.2.3:1000", "abc-123", true},
+		{"trusted peer, malformed", "10.1.2.3:1000", "abc 123", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = tt.peer
+			if tt.sent != "" {
+				r.Header.Set("X-Request-Id", tt.sent)
+			}
+			w := httptest.NewRecorder()
+			id := h.requestID(w, r)
+			if tt.kept && id != tt.sent {
+				t.Errorf("id = %q, want the trusted proxy's %q", id, tt.sent)
+			}
+			if !tt.kept && (len(id) != 16 || id == tt.sent) {
+				t.Errorf("id = %q, want 16 new hex characters", id)
+			}
+			if got := r.Header.Values("X-Request-Id"); len(got) != 1 || got[0] != id {
+				t.Errorf("upstream X-Request-Id = %q, want [%s]", got, id)
+			}
+			if got := w.Header().Values("X-Request-Id"); len(got) != 1 || got[0] != id {
+				t.Errorf("response X-Request-Id = %q, want [%s]", got, id)
+			}
+			// The two headers share nothing a later change could leak through.
+			w.Header().Add("X-Request-Id", "other")
+			if got := r.Header.Values("X-Request-Id"); len(got) != 1 {
+				t.Errorf("adding to the response header changed the request's: %q", got)
+			}
+		})
+	}
+}

@@ -64,10 +64,20 @@ type benchGate struct {
 	h      *Handler
 	base   string
 	cookie string // Cookie header of a signed-in browser
-	token  string // a client_credentials access token
+	// leanCookie is the same session without ID and access tokens, as
+	// portcullis serve keeps it when no route forwards them.
+	leanCookie string
+	token      string // a client_credentials access token
 }
 
 func newBenchGate(b *testing.B, logger *slog.Logger, metrics *Metrics) *benchGate {
+	b.Helper()
+	return newBenchGateTo(b, logger, metrics, "http://127.0.0.1:9", memoryUpstream{})
+}
+
+// newBenchGateTo is newBenchGate with the route's upstream at upstreamURL,
+// reached through transport.
+func newBenchGateTo(b *testing.B, logger *slog.Logger, metrics *Metrics, upstreamURL string, transport http.RoundTripper) *benchGate {
 	b.Helper()
 	const base = "http://127.0.0.1:4180"
 	pub, _ := url.Parse(base)
@@ -107,12 +117,12 @@ func newBenchGate(b *testing.B, logger *slog.Logger, metrics *Metrics) *benchGat
 		b.Fatal(err)
 	}
 	h, err := New(Config{PublicURL: base, Routes: []RouteConfig{{
-		Config: upstream.Config{Name: "bench", URL: "http://127.0.0.1:9"},
+		Config: upstream.Config{Name: "bench", URL: upstreamURL},
 		Path:   "/", Bearer: true, Public: []string{"/public/"},
 	}}}, Options{
 		Sessions: sessions, Login: lc, Issuer: iss,
 		Bearer: IssuerBearer{Issuer: iss, Login: lc}, BearerAudience: base,
-		Transport: memoryUpstream{}, Metrics: metrics, Logger: logger,
+		Transport: transport, Metrics: metrics, Logger: logger,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -121,21 +131,18 @@ func newBenchGate(b *testing.B, logger *slog.Logger, metrics *Metrics) *benchGat
 
 	// A session as the sign-in flow saves it: identity, ID, access and
 	// refresh tokens, an hour until the access token needs refreshing.
-	rec := httptest.NewRecorder()
+	var rec *httptest.ResponseRecorder
 	d := &session.Data{
 		Identity: auth.Identity{Issuer: iss.URL(), Subject: "bench", User: "bench", Email: "bench@example.com",
 			EmailVerified: true, Groups: []string{"bench"}, PreferredUsername: "bench", Name: "Bench User"},
 		IDToken: strings.Repeat("i", 600), AccessToken: strings.Repeat("a", 700), RefreshToken: strings.Repeat("r", 43),
 		AccessExpiry: time.Now().Add(time.Hour),
 	}
-	if err := sessions.Save(rec, httptest.NewRequest(http.MethodGet, base+"/", nil), d); err != nil {
-		b.Fatal(err)
-	}
-	var cookies []string
-	for _, c := range rec.Result().Cookies() {
-		cookies = append(cookies, c.Name+"="+c.Value)
-	}
-	g.cookie = strings.Join(cookies, "; ")
+	g.cookie = sessionCookie(b, sessions, base, d)
+	// As portcullis serve saves it when no route forwards a token.
+	lean := *d
+	lean.IDToken, lean.AccessToken = "", ""
+	g.leanCookie = sessionCookie(b, sessions, base, &lean)
 
 	req := httptest.NewRequest(http.MethodPost, iss.URL()+"/token", strings.NewReader("grant_type=client_credentials"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -150,6 +157,20 @@ func newBenchGate(b *testing.B, logger *slog.Logger, metrics *Metrics) *benchGat
 	}
 	g.token = tr.AccessToken
 	return g
+}
+
+// sessionCookie is the Cookie header that carries d.
+func sessionCookie(b *testing.B, sessions *session.Manager, base string, d *session.Data) string {
+	b.Helper()
+	rec := httptest.NewRecorder()
+	if err := sessions.Save(rec, httptest.NewRequest(http.MethodGet, base+"/", nil), d); err != nil {
+		b.Fatal(err)
+	}
+	var cookies []string
+	for _, c := range rec.Result().Cookies() {
+		cookies = append(cookies, c.Name+"="+c.Value)
+	}
+	return strings.Join(cookies, "; ")
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)

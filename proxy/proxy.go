@@ -210,8 +210,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &recorder{ResponseWriter: w}
 	a := access{upstream: "none", series: h.noneSeries, auth: outcomeNone}
-	reqID := h.requestID(r)
-	w.Header().Set("X-Request-Id", reqID)
+	reqID := h.requestID(w, r)
 	h.serve(rw, r, &a)
 	d := time.Since(start)
 	status := rw.status
@@ -358,11 +357,13 @@ func (h *Handler) sessionIdentity(w http.ResponseWriter, r *http.Request) (*auth
 			return nil, nil
 		}
 	}
-	id := d.Identity
+	// d is this request's own (Load and Refresh return private copies), so
+	// its Identity is handed on as it is rather than copied once more.
+	id := &d.Identity
 	if !d.ExpiresAt.IsZero() && d.ExpiresAt.Before(id.Expiry) {
 		id.Expiry = d.ExpiresAt
 	}
-	return &id, nil
+	return id, nil
 }
 
 func (h *Handler) verifyBearer(ctx context.Context, raw string, rt *route) (*auth.Identity, error) {
