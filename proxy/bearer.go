@@ -21,20 +21,28 @@ type IssuerBearer struct {
 }
 
 // VerifyBearer implements BearerVerifier.
+//
+// It reads the verified token in place (Issuer.ReadAccessToken): the
+// identity is built from the cached claims without copying them first.
 func (b IssuerBearer) VerifyBearer(ctx context.Context, raw string, audiences []string) (*auth.Identity, error) {
-	at, err := b.Issuer.VerifyAccessToken(ctx, raw)
+	var id *auth.Identity
+	err := b.Issuer.ReadAccessToken(ctx, raw, func(at issuer.AccessToken) error {
+		if !intersects(at.Audience, audiences) {
+			return fmt.Errorf("%w: audience %q is not accepted here", auth.ErrInvalidToken, at.Audience)
+		}
+		// IdentityFromClaims only reads the claims, and copies the groups.
+		v := b.Login.IdentityFromClaims(at.Claims)
+		v.Issuer = b.Issuer.URL()
+		v.Subject = at.Subject
+		v.Expiry = at.Expiry
+		v.AccessToken = auth.Secret(raw)
+		id = &v
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if !intersects(at.Audience, audiences) {
-		return nil, fmt.Errorf("%w: audience %q is not accepted here", auth.ErrInvalidToken, at.Audience)
-	}
-	id := b.Login.IdentityFromClaims(at.Claims)
-	id.Issuer = b.Issuer.URL()
-	id.Subject = at.Subject
-	id.Expiry = at.Expiry
-	id.AccessToken = auth.Secret(raw)
-	return &id, nil
+	return id, nil
 }
 
 func intersects(a, b []string) bool {

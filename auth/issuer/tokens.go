@@ -220,6 +220,31 @@ func (i *Issuer) VerifyAccessToken(ctx context.Context, raw string) (*AccessToke
 	}, nil
 }
 
+// ReadAccessToken makes every check VerifyAccessToken makes and, when they
+// pass, hands the token to read instead of returning a copy of it: its
+// Audience and Claims (and every value in them) are shared with the
+// verified-token cache, so read MUST NOT modify them or keep the slice,
+// the map or anything nested in it once it returns (strings are safe to
+// keep). Scopes is left nil. The error is VerifyAccessToken's, wrapping
+// auth.ErrInvalidToken, or read's own.
+//
+// It is the bearer gate's per-request path: without the copies a cached
+// token costs about 450 bytes and 5 allocations less than with
+// VerifyAccessToken.
+func (i *Issuer) ReadAccessToken(ctx context.Context, raw string, read func(at AccessToken) error) error {
+	c, m, err := i.verifyAccess(ctx, raw, false)
+	if err != nil {
+		return invalidToken(err)
+	}
+	return read(AccessToken{
+		Subject:  c.Sub,
+		ClientID: c.ClientID,
+		Audience: c.Aud,
+		Expiry:   time.Unix(*c.Exp, 0),
+		Claims:   m,
+	})
+}
+
 // verifyAccess does VerifyAccessToken's checks; allowExpired skips the
 // time checks (revocation of an expired token is a no-op anyway).
 func (i *Issuer) verifyAccess(ctx context.Context, raw string, allowExpired bool) (jwtClaims, map[string]any, error) {

@@ -43,16 +43,33 @@ func TestVerifyCacheKeepsEveryCheck(t *testing.T) {
 		_, tok := e.postForm(pathToken, "other", otherSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {"api.read"}})
 		return tok["access_token"].(string)
 	}
+	read := func(tok string) (AccessToken, error) {
+		var got AccessToken
+		err := e.iss.ReadAccessToken(t.Context(), tok, func(at AccessToken) error { got = at; return nil })
+		return got, err
+	}
 	mustPass := func(what, tok string) {
 		t.Helper()
-		if _, err := verifyN(t, e.iss, tok, 3); err != nil {
+		at, err := verifyN(t, e.iss, tok, 3)
+		if err != nil {
 			t.Fatalf("VerifyAccessToken(%s) = %v, want it accepted", what, err)
+		}
+		rd, err := read(tok)
+		if err != nil {
+			t.Fatalf("ReadAccessToken(%s) = %v, want it accepted", what, err)
+		}
+		if rd.Subject != at.Subject || rd.ClientID != at.ClientID || !rd.Expiry.Equal(at.Expiry) ||
+			!slices.Equal(rd.Audience, at.Audience) || len(rd.Claims) != len(at.Claims) || rd.Claims["jti"] != at.Claims["jti"] {
+			t.Errorf("ReadAccessToken(%s) = %+v, want what VerifyAccessToken gives: %+v", what, rd, at)
 		}
 	}
 	mustFail := func(what, tok string) {
 		t.Helper()
 		if _, err := e.iss.VerifyAccessToken(t.Context(), tok); !errors.Is(err, auth.ErrInvalidToken) {
 			t.Errorf("VerifyAccessToken(%s) = %v, want ErrInvalidToken on the very next call", what, err)
+		}
+		if _, err := read(tok); !errors.Is(err, auth.ErrInvalidToken) {
+			t.Errorf("ReadAccessToken(%s) = %v, want ErrInvalidToken on the very next call", what, err)
 		}
 	}
 

@@ -10,7 +10,9 @@ import (
 // login.claims. The user claim falls back to sub; groups may be a single
 // string or a list (non-string members are ignored); email_verified may be a
 // bool or the string "true". Expiry, Method and the tokens are left for the
-// caller. The claims MUST come from a verified token.
+// caller. The claims MUST come from a verified token. They are only read,
+// and the Identity shares no slice or map with them (groups are copied), so
+// claims shared with a cache may be passed as they are.
 func (c *Client) IdentityFromClaims(claims map[string]any) auth.Identity {
 	id := auth.Identity{
 		Issuer:            stringClaim(claims, "iss"),

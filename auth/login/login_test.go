@@ -734,3 +734,20 @@ func TestUserFromEmailNeedsVerification(t *testing.T) {
 		t.Errorf("User from a verified email = %q, want it", got)
 	}
 }
+
+// IdentityFromClaims may be given claims shared with a cache: the groups
+// it returns are its own.
+func TestIdentityFromClaimsSharesNoGroups(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, groups := range []any{[]string{"a", "b"}, []any{"a", "b"}} {
+		claims := map[string]any{"sub": "s1", "groups": groups}
+		id := e.client.IdentityFromClaims(claims)
+		if len(id.Groups) != 2 {
+			t.Fatalf("Groups = %q, want [a b]", id.Groups)
+		}
+		id.Groups[0] = "changed"
+		if again := e.client.IdentityFromClaims(claims); again.Groups[0] != "a" {
+			t.Errorf("changing the returned groups (%T) changed the claims: %q", groups, again.Groups)
+		}
+	}
+}
