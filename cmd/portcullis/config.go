@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"strings"
@@ -48,6 +49,13 @@ type logConfig struct {
 	Format string `yaml:"format"`
 	// Level is debug, info (default), warn or error.
 	Level string `yaml:"level"`
+}
+
+// level is the configured level (info when empty; Validate rejects others).
+func (c logConfig) level() slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(orDefault(c.Level, "info")))
+	return level
 }
 
 func (c logConfig) Validate() error {

@@ -341,7 +341,11 @@ func TestMetricsListener(t *testing.T) {
 		`portcullis_requests_total{auth="session",code="2xx",upstream="echo"}`,
 		`portcullis_requests_total{auth="none",code="2xx",upstream="issuer"}`,
 		"portcullis_request_duration_seconds_bucket",
+		`portcullis_sign_ins_total{reason="none",result="success"} 1`,
+		`portcullis_issuer_logins_total{result="success"} 1`,
+		"portcullis_connections_active",
 		"go_goroutines",
+		"process_start_time_seconds",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)

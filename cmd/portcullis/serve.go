@@ -95,23 +95,33 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 		return fmt.Errorf("%s: %d config problem(s); run \"portcullis check -config %s\" to list them", file, len(errs), file)
 	}
 	// Log lines gather in memory and are written outside the logger's lock
-	// (every second, or sooner when 64 KiB gathered), so the access line
+	// (every second, or sooner when the buffer is full), so the access line
 	// does not make requests queue on a write. Closed last: nothing is lost.
-	logOut := proxy.NewLogBuffer(stderr, proxy.LogBufferOptions{})
+	logOut := proxy.NewLogBuffer(stderr, proxy.LogBufferOptions{Size: logBufferSize(cfg.Server.Log)})
 	defer logOut.Close()
 	log := newLogger(cfg.Server.Log, logOut)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &app{
 		log:               log,
 		getenv:            getenv,
 		file:              file,
 		transport:         upstream.NewTransport(upstream.TransportConfig{}),
 		proxyClientSecret: auth.Secret(newSecret()),
-		registry:          reg,
-		proxyMetrics:      proxy.NewMetrics(reg),
-		loginMetrics:      login.NewMetrics(reg),
-		issuerMetrics:     issuer.NewMetrics(reg),
+	}
+	// Metrics are collected only when they can be read: /metrics is served
+	// on metrics_listen alone, and changing metrics_listen needs a restart.
+	// Without it every collector is nil, which records nothing (no series
+	// in memory, no counting on the request path).
+	var metricsHandler http.Handler
+	var serverMetrics *server.Metrics
+	if cfg.Server.MetricsListen != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		a.registry = reg
+		a.proxyMetrics = proxy.NewMetrics(reg)
+		a.loginMetrics = login.NewMetrics(reg)
+		a.issuerMetrics = issuer.NewMetrics(reg)
+		metricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+		serverMetrics = server.NewMetrics(reg)
 	}
 	defer a.close()
 	g, err := a.build(ctx, cfg)
@@ -124,8 +134,8 @@ func serve(ctx context.Context, file string, stderr io.Writer, getenv func(strin
 	srv, err := server.New(cfg.Server.Config, a, server.Options{
 		Hostnames:  []string{pub.Hostname()},
 		Ready:      a.ready,
-		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Collectors: server.NewMetrics(reg),
+		Metrics:    metricsHandler,
+		Collectors: serverMetrics,
 		Logger:     log,
 	})
 	if err != nil {
@@ -475,11 +485,21 @@ func outboundTransport() *http.Transport {
 }
 
 func newLogger(c logConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(orDefault(c.Level, "info")))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: c.level()}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// logBufferSize is how much the log buffer gathers before writing. The
+// access line (one per request, at info) needs room for a burst of them;
+// at warn and error only rare lines are written, and a line larger than
+// the buffer is written directly, so a small one loses nothing. The buffer
+// (two of this size) stays allocated for the process's life.
+func logBufferSize(c logConfig) int {
+	if c.level() <= slog.LevelInfo {
+		return 64 << 10
+	}
+	return 4 << 10
 }
