@@ -270,7 +270,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, a *access) {
 		return
 	}
 	a.auth = string(id.Method)
-	rt.upstream.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), id)))
+	rt.upstream.ServeIdentity(w, r, id)
 }
 
 // canonical computes the request's canonical path. A path with %2F or %5C

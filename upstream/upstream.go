@@ -194,23 +194,42 @@ func (u *Upstream) Name() string { return u.name }
 // forward-auth answer for its route can send the same ones.
 func (u *Upstream) Forward() Forward { return u.forward }
 
-type assertionKey struct{}
-
-// ServeHTTP forwards r: its path (already canonical) under the URL's base
-// path, its query, and the identity from auth.FromContext as the headers the
-// config's forward list selects.
+// ServeHTTP forwards r for the identity from auth.FromContext (none when
+// the context carries none); see ServeIdentity.
 func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if u.forward.Has(ForwardAssertion) {
-		if id, ok := auth.FromContext(r.Context()); ok {
-			// Signing can fail, and Rewrite cannot: do it first and fail
-			// closed rather than forward without the assertion.
-			tok, err := u.assert(r.Context(), id, u.name)
-			if err != nil {
-				u.log.ErrorContext(r.Context(), "upstream: signing assertion failed", "upstream", u.name, "err", err)
-				writeError(w, r, http.StatusInternalServerError)
-				return
-			}
-			r = r.WithContext(context.WithValue(r.Context(), assertionKey{}, tok))
+	id, _ := auth.FromContext(r.Context())
+	u.ServeIdentity(w, r, id)
+}
+
+// ServeIdentity forwards r: its path (already canonical) under the URL's
+// base path, its query, and id (nil: nobody) as the headers the config's
+// forward list selects.
+//
+// The identity headers are settled on r.Header itself, before
+// ReverseProxy copies it for the outbound request: every client-sent
+// spelling of them is removed here, whatever the caller did before, and
+// then id's are set. Doing it on the way in, not in Rewrite, spares each
+// request a copy of r to carry id in its context. r.Header is the
+// caller's to lose: it is changed.
+func (u *Upstream) ServeIdentity(w http.ResponseWriter, r *http.Request, id *auth.Identity) {
+	// The proxy stripped these already; strip again so a routing mistake
+	// elsewhere can never let a client speak for Portcullis.
+	StripIdentityHeaders(r.Header)
+	if dropped := SetIdentityHeaders(r.Header, id, u.forward); dropped != 0 {
+		u.log.WarnContext(r.Context(), "upstream: identity fields not forwarded: value has control characters, surrounding spaces or (groups) commas",
+			"upstream", u.name, "sub", id.Subject, "fields", dropped.String())
+	}
+	if id != nil && u.forward.Has(ForwardAssertion) {
+		// Signing can fail: fail closed rather than forward without the
+		// assertion.
+		tok, err := u.assert(r.Context(), id, u.name)
+		if err != nil {
+			u.log.ErrorContext(r.Context(), "upstream: signing assertion failed", "upstream", u.name, "err", err)
+			writeError(w, r, http.StatusInternalServerError)
+			return
+		}
+		if validValue(tok) {
+			r.Header[HeaderAssertion] = []string{tok}
 		}
 	}
 	u.proxy.ServeHTTP(w, r)
@@ -253,21 +272,27 @@ func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
 	if u.preserveHost {
 		pr.Out.Host = pr.In.Host
 	}
-	// The proxy stripped these already; strip again so a routing mistake
-	// elsewhere can never let a client speak for Portcullis.
-	StripIdentityHeaders(pr.Out.Header)
-	ctx := pr.In.Context()
-	id, _ := auth.FromContext(ctx)
-	if dropped := SetIdentityHeaders(pr.Out.Header, id, u.forward); dropped != 0 {
-		u.log.WarnContext(ctx, "upstream: identity fields not forwarded: value has control characters, surrounding spaces or (groups) commas",
-			"upstream", u.name, "sub", id.Subject, "fields", dropped.String())
+	// pr.Out's headers are ReverseProxy's copy of pr.In's, whose identity
+	// headers ServeIdentity settled; but ReverseProxy also dropped every
+	// header the client named in Connection, which could be ours. Put
+	// them back: a client must not be able to hide a field of its
+	// identity (or the ID token) from the upstream either.
+	for _, name := range settledNames {
+		if v, ok := pr.In.Header[name]; ok {
+			pr.Out.Header[name] = v
+		}
 	}
-	if id != nil && u.forward.Has(ForwardAssertion) {
-		if tok, _ := ctx.Value(assertionKey{}).(string); tok != "" && validValue(tok) {
-			pr.Out.Header[HeaderAssertion] = []string{tok}
+	if u.forward.Has(ForwardIDToken) {
+		if v, ok := pr.In.Header["Authorization"]; ok {
+			pr.Out.Header["Authorization"] = v
 		}
 	}
 }
+
+// settledNames are the identity headers ServeIdentity may set on the
+// inbound request (besides Authorization, with id_token forwarding).
+var settledNames = [...]string{HeaderUser, HeaderEmail, HeaderGroups, HeaderPreferredUsername,
+	HeaderAccessToken, HeaderAssertion}
 
 // handleError answers a failed round trip with 502, unless the client went
 // away, which is not worth a log line or an answer.

@@ -377,3 +377,47 @@ func newFrontendDone(t *testing.T, h http.Handler, done chan struct{}) *httptest
 	t.Cleanup(s.Close)
 	return s
 }
+
+// TestConnectionHeaderCannotHideIdentity: ReverseProxy drops every header
+// a client names in Connection (HTTP/1.1 hop-by-hop); naming ours must not
+// hide a field of the identity, the assertion or the ID token from the
+// upstream. A client's own Authorization it names stays dropped.
+func TestConnectionHeaderCannotHideIdentity(t *testing.T) {
+	assert := func(_ context.Context, id *auth.Identity, aud string) (string, error) {
+		return "jwt." + aud + "." + id.User, nil
+	}
+	backend := upstreamtest.NewBackend(t)
+	hide := "X-Forwarded-User, x-forwarded-email, X-Forwarded-Groups, X-Forwarded-Preferred-Username, " +
+		"X-Forwarded-Access-Token, X-Portcullis-Assertion, Authorization"
+	for _, tt := range []struct {
+		name     string
+		forward  []string
+		wantAuth []string
+	}{
+		{"id_token", []string{"user", "email", "groups", "preferred_username", "access_token", "assertion", "id_token"}, []string{"Bearer id-token-value"}},
+		{"client authorization", []string{"user", "email", "groups", "preferred_username", "access_token", "assertion"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u := newTestUpstream(t, backend.URL(), func(c *Config, o *Options) {
+				c.Forward = tt.forward
+				o.Assert = assert
+			})
+			p := protocols[0]
+			front, client := newFrontend(t, p, withIdentity(alice(), u))
+			req := newRequest(t, "GET", front.URL+"/", map[string]string{"Connection": hide, "Authorization": "Bearer client"})
+			if res, _ := do(t, client, p, req); res.StatusCode != http.StatusOK {
+				t.Fatalf("status = %d, want 200", res.StatusCode)
+			}
+			got := backend.Last(t).Header
+			for h, want := range map[string]string{HeaderUser: "alice", HeaderEmail: "alice@example.com", HeaderGroups: "admins,dev",
+				HeaderPreferredUsername: "Alice A", HeaderAccessToken: "access-token-value", HeaderAssertion: "jwt.app.alice"} {
+				if g := got[h]; !slices.Equal(g, []string{want}) {
+					t.Errorf("%s = %q, want [%q]", h, g, want)
+				}
+			}
+			if g := got["Authorization"]; !slices.Equal(g, tt.wantAuth) {
+				t.Errorf("Authorization = %q, want %q", g, tt.wantAuth)
+			}
+		})
+	}
+}

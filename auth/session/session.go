@@ -503,6 +503,17 @@ func (m *Manager) Close() error {
 // without such cookies is not touched and costs no allocation.
 func (m *Manager) StripCookies(r *http.Request) {
 	hs := r.Header["Cookie"]
+	if len(hs) == 1 {
+		// The usual case: one header, replaced or removed whole.
+		switch nh, changed := stripCookieHeader(hs[0], m.name); {
+		case !changed:
+		case nh == "":
+			delete(r.Header, "Cookie")
+		default:
+			r.Header["Cookie"] = []string{nh}
+		}
+		return
+	}
 	// The header slice may be shared with another request (WithContext
 	// copies share it), so it is replaced, never edited in place.
 	var kept []string
