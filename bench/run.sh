@@ -22,6 +22,9 @@
 #   LOG_LEVEL    Portcullis log.level (default warn; info writes one access
 #                line per request, to a file: the server's stderr)
 #   LOG_FORMAT   Portcullis log.format (default text; json)
+#   METRICS      1 (default) serves /metrics on a loopback metrics_listen, as
+#                production does, so every request is counted; 0 runs
+#                without (Portcullis then keeps no metrics at all)
 set -euo pipefail
 
 DURATION=${DURATION:-4}
@@ -35,6 +38,7 @@ DOWNLOADS=${DOWNLOADS:-3}
 KEEP=${KEEP:-0}
 LOG_LEVEL=${LOG_LEVEL:-warn}
 LOG_FORMAT=${LOG_FORMAT:-text}
+METRICS=${METRICS:-1}
 DOWNLOAD_MIB=100
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -158,9 +162,12 @@ free_port() {
 free_port UP_PORT
 free_port BARE_PORT
 free_port PC_PORT
+free_port METRICS_PORT
 UP="http://127.0.0.1:$UP_PORT"
 BARE="http://127.0.0.1:$BARE_PORT"
 PC="http://127.0.0.1:$PC_PORT"
+METRICS_LISTEN=""
+if [ "$METRICS" = 1 ]; then METRICS_LISTEN="127.0.0.1:$METRICS_PORT"; fi
 
 # ---------------------------------------------------------------- config
 SESSION_SECRET=$("$TMP/portcullis" secret) || fail "portcullis secret"
@@ -176,6 +183,7 @@ server:
   public_url: "$PC"
   tls: { mode: off }
   log: { format: $LOG_FORMAT, level: $LOG_LEVEL }   # default warn: no access line per request
+  metrics_listen: "$METRICS_LISTEN"   # default on, as in production: every request is counted
   timeouts: { shutdown: 5s }
 session:
   secrets: ["\${PORTCULLIS_SESSION_SECRET}"]
@@ -431,7 +439,7 @@ report() {
   echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), commit $GIT, $(go version | cut -d' ' -f3), Linux $(uname -r), $NCPU × $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
   echo "- wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds alternating direct/bare/portcullis then portcullis/bare/direct; downloads: curl, $DOWNLOADS per target per round; every figure is the median over rounds (non-2xx: sum)"
   echo "- **Pinning (taskset):** upstream, bare proxy and Portcullis on CPU $SERVER_CPU (Cpus_allowed_list: upstream $AFF_UP, bare $AFF_BARE, portcullis $AFF_PC, so Go runs them with GOMAXPROCS=1); wrk and curl on CPU $LOAD_CPU"
-  echo "- Portcullis: built-in issuer, cookie session store, \`log: { level: $LOG_LEVEL, format: $LOG_FORMAT }\` (stderr to a file); session cookie header $COOKIE_BYTES bytes; bearer = client_credentials access token (RS256 JWT); every binary built static as the Dockerfile ships it (CGO_ENABLED=0, -trimpath, -s -w)"
+  echo "- Portcullis: built-in issuer, cookie session store, \`log: { level: $LOG_LEVEL, format: $LOG_FORMAT }\` (stderr to a file), metrics_listen \`${METRICS_LISTEN:-off}\`; session cookie header $COOKIE_BYTES bytes; bearer = client_credentials access token (RS256 JWT); every binary built static as the Dockerfile ships it (CGO_ENABLED=0, -trimpath, -s -w)"
   echo "- load average at start $LOAD_START, at end $LOAD_END. Nothing else on the machine is stopped for the run, so other work shows up as noise: trust the ratios within one run more than absolute numbers across runs"
   echo
   echo "| request | status d/b/p | direct req/s | bare req/s | portcullis req/s | P ÷ bare | P ÷ direct | p50 ms d / b / p | p99 ms d / b / p | p99 P ÷ bare | non-2xx/3xx P | CPU µs/req bare | CPU µs/req P | RSS MiB bare / P |"
