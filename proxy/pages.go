@@ -1,24 +1,13 @@
 package proxy
 
 import (
-	"embed"
 	"encoding/json"
-	"html/template"
+	"html"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 )
-
-//go:embed templates/page.html
-var templateFS embed.FS
-
-// pageTemplate is parsed once; it is read-only after start.
-var pageTemplate = template.Must(template.ParseFS(templateFS, "templates/page.html"))
-
-type pageData struct {
-	Title, Message string
-	Link, LinkText string
-	Status         int
-}
 
 // page answers a browser with a small HTML page and anything else with JSON
 // {"error": …}. Neither ever carries request secrets.
@@ -27,17 +16,91 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request, status int, title
 		writeJSON(w, status, map[string]string{"error": errorCode(status), "error_description": msg})
 		return
 	}
-	d := pageData{Title: title, Message: msg, Status: status}
+	var link, linkText string
 	if status == http.StatusForbidden {
-		d.Link, d.LinkText = pathSignOut, "Sign in as someone else"
+		link, linkText = pathSignOut, "Sign in as someone else"
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	if err := pageTemplate.Execute(w, d); err != nil {
-		h.log.ErrorContext(r.Context(), "render error page", "err", err)
+	if _, err := io.WriteString(w, pageHTML(status, title, msg, link, linkText)); err != nil {
+		h.log.DebugContext(r.Context(), "write error page", "err", err)
 	}
+}
+
+// pageHTML builds the page by plain Go code rather than html/template
+// (whose execution keeps every exported method of the binary alive for
+// reflection): every value goes through html.EscapeString, and the link
+// through safeURL first.
+func pageHTML(status int, title, msg, link, linkText string) string {
+	var b strings.Builder
+	b.Grow(len(pageHead) + len(pageStyle) + 512)
+	b.WriteString(pageHead)
+	b.WriteString(html.EscapeString(title))
+	b.WriteString(" · Portcullis</title>\n")
+	b.WriteString(pageStyle)
+	b.WriteString("  <h1>")
+	b.WriteString(html.EscapeString(title))
+	b.WriteString("</h1>\n  <p>")
+	b.WriteString(html.EscapeString(msg))
+	b.WriteString("</p>\n")
+	if link != "" {
+		b.WriteString(`  <p><a href="`)
+		b.WriteString(html.EscapeString(safeURL(link)))
+		b.WriteString(`">`)
+		b.WriteString(html.EscapeString(linkText))
+		b.WriteString("</a></p>\n")
+	}
+	b.WriteString(`  <p class="code">HTTP `)
+	b.WriteString(strconv.Itoa(status))
+	b.WriteString("</p>\n</main>\n</body>\n</html>\n")
+	return b.String()
+}
+
+const pageHead = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>`
+
+const pageStyle = `<style>
+  body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
+  main { max-width: 34rem; margin: 12vh auto; background: #fff; padding: 2rem 2.25rem; border-radius: 10px; box-shadow: 0 1px 4px rgba(0,0,0,.12); }
+  h1 { font-size: 1.35rem; margin: 0 0 .75rem; }
+  p { margin: .5rem 0; }
+  .code { color: #6b7280; font-size: .875rem; }
+  a { color: #1f5fbf; }
+</style>
+</head>
+<body>
+<main role="main">
+`
+
+// safeURL returns u for a URL that may go in an href or action: a path on
+// this site ("/…", but not "//…" or "/\…", which browsers read as another
+// host) or an absolute http(s) URL; anything else (javascript:, data:, a
+// URL with control characters, which browsers drop or strip) becomes "#".
+// The result still needs HTML escaping. The same function is in
+// auth/issuer and auth/login, which may not import each other.
+func safeURL(u string) string {
+	for i := 0; i < len(u); i++ {
+		if c := u[i]; c < 0x20 || c == 0x7f {
+			return "#"
+		}
+	}
+	switch {
+	case strings.HasPrefix(u, "/"):
+		if len(u) > 1 && (u[1] == '/' || u[1] == '\\') {
+			return "#"
+		}
+		return u
+	case len(u) >= 5 && strings.EqualFold(u[:5], "http:"),
+		len(u) >= 6 && strings.EqualFold(u[:6], "https:"):
+		return u
+	}
+	return "#"
 }
 
 func errorCode(status int) string {

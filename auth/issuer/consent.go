@@ -58,15 +58,14 @@ func (i *Issuer) handleConsentForm(w http.ResponseWriter, r *http.Request) {
 			scopes = append(scopes, t)
 		}
 	}
-	i.render(w, r, http.StatusOK, "consent.html", map[string]any{
-		"Title":  "Allow access?",
-		"Action": i.path + pathConsent,
-		"Req":    id,
-		"CSRF":   i.csrfToken(w, r, "consent", id),
-		"Client": c.ID,
-		"User":   u.Username,
-		"Scopes": scopes,
-	})
+	i.render(w, http.StatusOK, consentPage{
+		Action: i.path + pathConsent,
+		Req:    id,
+		CSRF:   i.csrfToken(w, r, "consent", id),
+		Client: c.ID,
+		User:   u.Username,
+		Scopes: scopes,
+	}.html())
 }
 
 func (i *Issuer) handleConsentSubmit(w http.ResponseWriter, r *http.Request) {

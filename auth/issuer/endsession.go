@@ -58,5 +58,5 @@ func (i *Issuer) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		}
 		i.log.DebugContext(ctx, "issuer: end_session refused an unregistered post_logout_redirect_uri", "client_id", clientID)
 	}
-	i.render(w, r, http.StatusOK, "signedout.html", map[string]any{"Title": "Signed out"})
+	i.render(w, http.StatusOK, signedOutHTML())
 }

@@ -160,5 +160,5 @@ func (i *Issuer) errorPage(w http.ResponseWriter, r *http.Request, status int, m
 	} else if err != nil {
 		i.log.DebugContext(r.Context(), "issuer: request refused", "path", r.URL.Path, "err", err)
 	}
-	i.render(w, r, status, "error.html", map[string]any{"Title": "Sign-in error", "Message": msg})
+	i.render(w, status, errorHTML("Sign-in error", msg))
 }

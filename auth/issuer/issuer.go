@@ -20,7 +20,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -97,7 +96,6 @@ type Issuer struct {
 	checking checksInFlight
 	// verified remembers access tokens whose signature and claims passed.
 	verified *verifiedCache
-	tmpl     *template.Template
 	mux      *http.ServeMux
 
 	reloadMu sync.Mutex
@@ -184,9 +182,6 @@ func New(ctx context.Context, cfg Config, opts Options) (*Issuer, error) {
 		i.cookiePath = "/"
 	}
 
-	if i.tmpl, err = parseTemplates(); err != nil {
-		return nil, err
-	}
 	s, err := i.buildState(cfg)
 	if err != nil {
 		return nil, err

@@ -144,13 +144,12 @@ func (i *Issuer) handleLoginForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (i *Issuer) renderLogin(w http.ResponseWriter, r *http.Request, id, msg string, status int) {
-	i.render(w, r, status, "login.html", map[string]any{
-		"Title":  "Sign in",
-		"Action": i.path + pathLogin,
-		"Req":    id,
-		"CSRF":   i.csrfToken(w, r, "login", id),
-		"Error":  msg,
-	})
+	i.render(w, status, loginPage{
+		Action: i.path + pathLogin,
+		Req:    id,
+		CSRF:   i.csrfToken(w, r, "login", id),
+		Error:  msg,
+	}.html())
 }
 
 // parkedForm reads a POST of the login or consent page (at most 64 KiB)

@@ -5,15 +5,16 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
-	"embed"
 	"errors"
 	"fmt"
-	"html/template"
+	"html"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -409,29 +410,88 @@ func noStore(w http.ResponseWriter) {
 	w.Header().Set("Pragma", "no-cache")
 }
 
-//go:embed templates/error.html
-var templateFS embed.FS
-
-// parseErrorPage is called once per Client; html/template escapes every
-// value it is given.
-func parseErrorPage() (*template.Template, error) {
-	return template.ParseFS(templateFS, "templates/error.html")
-}
-
-type pageData struct {
-	Title, Message, RetryURL string
-	Status                   int
-}
-
 // page writes a self-contained HTML page. Its text is ours; nothing from
-// the request is shown except an RFC 6749 error word.
+// the request is shown except an RFC 6749 error word. It is built by plain
+// Go code rather than html/template (whose execution keeps every exported
+// method of the binary alive for reflection): every value goes through
+// html.EscapeString, and the retry URL through safeURL first.
 func (c *Client) page(w http.ResponseWriter, status int, title, msg, retry string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 	w.WriteHeader(status)
-	if err := c.errorPage.Execute(w, pageData{Title: title, Message: msg, RetryURL: retry, Status: status}); err != nil {
+	if _, err := io.WriteString(w, errorPageHTML(status, title, msg, retry)); err != nil {
 		c.log.Warn("login: writing error page", "err", err)
 	}
+}
+
+func errorPageHTML(status int, title, msg, retry string) string {
+	var b strings.Builder
+	b.Grow(len(errorPageHead) + len(errorPageStyle) + 512)
+	b.WriteString(errorPageHead)
+	b.WriteString(html.EscapeString(title))
+	b.WriteString(" – Portcullis</title>\n")
+	b.WriteString(errorPageStyle)
+	b.WriteString("<h1>")
+	b.WriteString(html.EscapeString(title))
+	b.WriteString("</h1>\n<p>")
+	b.WriteString(html.EscapeString(msg))
+	b.WriteString("</p>\n")
+	if retry != "" {
+		b.WriteString(`<p><a class="button" href="`)
+		b.WriteString(html.EscapeString(safeURL(retry)))
+		b.WriteString(`">Try again</a></p>` + "\n")
+	}
+	b.WriteString(`<p class="code">Error `)
+	b.WriteString(strconv.Itoa(status))
+	b.WriteString("</p>\n</main>\n</body>\n</html>\n")
+	return b.String()
+}
+
+const errorPageHead = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>`
+
+const errorPageStyle = `<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f7;color:#1d2433;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}
+main{background:#fff;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.12);padding:2rem 2.5rem;max-width:32rem}
+h1{font-size:1.35rem;margin:0 0 .75rem}
+p{line-height:1.5;margin:0 0 1rem}
+.code{color:#6b7385;font-size:.85rem}
+a.button{display:inline-block;background:#2457c5;color:#fff;text-decoration:none;padding:.55rem 1.1rem;border-radius:5px}
+a.button:hover{background:#1c469f}
+</style>
+</head>
+<body>
+<main>
+`
+
+// safeURL returns u for a URL that may go in an href or action: a path on
+// this site ("/…", but not "//…" or "/\…", which browsers read as another
+// host) or an absolute http(s) URL; anything else (javascript:, data:, a
+// URL with control characters, which browsers drop or strip) becomes "#".
+// The result still needs HTML escaping. The same function is in
+// auth/issuer and proxy, which may not import each other.
+func safeURL(u string) string {
+	for i := 0; i < len(u); i++ {
+		if c := u[i]; c < 0x20 || c == 0x7f {
+			return "#"
+		}
+	}
+	switch {
+	case strings.HasPrefix(u, "/"):
+		if len(u) > 1 && (u[1] == '/' || u[1] == '\\') {
+			return "#"
+		}
+		return u
+	case len(u) >= 5 && strings.EqualFold(u[:5], "http:"),
+		len(u) >= 6 && strings.EqualFold(u[:6], "https:"):
+		return u
+	}
+	return "#"
 }

@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -240,8 +239,6 @@ type Client struct {
 	metrics              *Metrics
 	now                  func() time.Time
 
-	errorPage *template.Template
-
 	disc    atomic.Pointer[discovered]
 	flights flights
 }
@@ -318,11 +315,6 @@ func New(cfg Config, opts Options) (*Client, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		c.httpClient = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	}
-	tmpl, err := parseErrorPage()
-	if err != nil {
-		return nil, fmt.Errorf("login: error page template: %w", err)
-	}
-	c.errorPage = tmpl
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
