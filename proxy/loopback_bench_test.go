@@ -60,6 +60,17 @@ func BenchmarkLoopback(b *testing.B) {
 	gate.Start()
 	b.Cleanup(gate.Close)
 
+	bareHeaders := httptest.NewUnstartedServer(newBareProxyWith(b, up.URL, func(h http.Header) {
+		// What the signed-in row's upstream gets on top: the identity and
+		// a request id, with the bench user's values.
+		h["X-Forwarded-User"] = []string{"bench"}
+		h["X-Forwarded-Email"] = []string{"bench@example.com"}
+		h["X-Forwarded-Groups"] = []string{"bench"}
+		h["X-Forwarded-Preferred-Username"] = []string{"bench"}
+		h["X-Request-Id"] = []string{"0123456789abcdef"}
+	}))
+	bareHeaders.Start()
+	b.Cleanup(bareHeaders.Close)
 	bare := httptest.NewUnstartedServer(newBareProxy(b, up.URL))
 	bare.Config.ReadHeaderTimeout = 10 * time.Second
 	bare.Config.IdleTimeout = 120 * time.Second
@@ -71,6 +82,7 @@ func BenchmarkLoopback(b *testing.B) {
 		want               int
 	}{
 		{"bare", bare.Listener.Addr().String(), "cookie", http.StatusOK},
+		{"bare+identity-headers", bareHeaders.Listener.Addr().String(), "cookie", http.StatusOK},
 		{"public", gate.Listener.Addr().String(), "public", http.StatusOK},
 		{"cookie", gate.Listener.Addr().String(), "cookie", http.StatusOK},
 		{"bearer", gate.Listener.Addr().String(), "bearer", http.StatusOK},
@@ -126,7 +138,11 @@ func (g *benchGate) rawRequest(kind string) []byte {
 }
 
 // newBareProxy is bench/bareproxy's handler.
-func newBareProxy(b *testing.B, to string) http.Handler {
+func newBareProxy(b *testing.B, to string) http.Handler { return newBareProxyWith(b, to, nil) }
+
+// newBareProxyWith is bench/bareproxy's handler, setting headers with set
+// (when not nil) on every outbound request: the cost of the headers alone.
+func newBareProxyWith(b *testing.B, to string, set func(http.Header)) http.Handler {
 	target, err := url.Parse(to)
 	if err != nil {
 		b.Fatal(err)
@@ -144,6 +160,9 @@ func newBareProxy(b *testing.B, to string) http.Handler {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
+			if set != nil {
+				set(pr.Out.Header)
+			}
 		},
 		Transport:  t,
 		BufferPool: &bareBufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}},
