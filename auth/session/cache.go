@@ -134,23 +134,30 @@ func newDataCache(maxEntries, maxBytes int, maxAge time.Duration) *dataCache {
 // exact bytes still decides every hit.
 const hashSample = 32
 
-// hash indexes k: its name, its length and hashSample bytes at each end.
+// hash indexes k: its name, its length and hashSample bytes at each end,
+// gathered in one buffer and hashed in one call (a streaming maphash.Hash
+// costs more than the few bytes it would hash).
 func (c *dataCache) hash(k cacheKey) uint64 {
-	var h maphash.Hash
-	h.SetSeed(c.seed)
-	h.WriteString(k.v.name)
-	h.WriteByte(0)
+	var buf [128 + 8 + 2*hashSample]byte
+	name := k.v.name
+	if len(name) > 128 {
+		// Not a cookie name or redis key we make; hash it on its own.
+		name = ""
+	}
+	n := copy(buf[:], name)
+	buf[n] = 0
+	n++
 	// The ends of the joined value, however it is split into parts.
-	var buf [8 + 2*hashSample]byte
 	size := k.v.size()
-	binary.LittleEndian.PutUint64(buf[:8], uint64(size))
-	head, tail := buf[8:8+hashSample], buf[8+hashSample:]
+	binary.LittleEndian.PutUint64(buf[n:], uint64(size))
+	n += 8
 	headLen := min(size, hashSample)
 	tailFrom := max(size-hashSample, 0)
+	head, tail := buf[n:n+headLen], buf[n+headLen:n+headLen+size-tailFrom]
 	off := 0
 	for _, p := range k.v.parts[:k.v.n] {
 		if off < headLen {
-			copy(head[off:headLen], p)
+			copy(head[off:], p)
 		}
 		if end := off + len(p); end > tailFrom {
 			from := max(tailFrom-off, 0)
@@ -158,9 +165,11 @@ func (c *dataCache) hash(k cacheKey) uint64 {
 		}
 		off += len(p)
 	}
-	h.Write(buf[:8+headLen])
-	h.Write(tail[:size-tailFrom])
-	return h.Sum64()
+	h := maphash.Bytes(c.seed, buf[:n+headLen+size-tailFrom])
+	if name == "" && k.v.name != "" {
+		h ^= maphash.String(c.seed, k.v.name)
+	}
+	return h
 }
 
 // get returns a private copy of the cached Data for k, or nil when there
