@@ -236,12 +236,27 @@ func (u *Upstream) ServeIdentity(w http.ResponseWriter, r *http.Request, id *aut
 }
 
 // untrustedOnlyHeaders are removed from requests whose peer is not a
-// trusted proxy (canonical names).
-var untrustedOnlyHeaders = []string{
-	"X-Real-Ip",
-	"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Forwarded-Uri",
-	"X-Forwarded-Prefix", "X-Forwarded-Path", "X-Forwarded-Port",
-	"X-Original-Method", "X-Forwarded-Method",
+// trusted proxy: lower case, '-' standing for '-' or '_' (as for the
+// identity headers, some servers read the two alike).
+var untrustedOnlyHeaders = [...]string{
+	"x-real-ip",
+	"x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-uri",
+	"x-forwarded-prefix", "x-forwarded-path", "x-forwarded-port",
+	"x-original-method", "x-forwarded-method",
+}
+
+// isUntrustedOnly reports whether name is one of untrustedOnlyHeaders,
+// whatever its case and dashes. Most names fail the length or "x-" test.
+func isUntrustedOnly(name string) bool {
+	if len(name) < len("x-real-ip") || name[0]|0x20 != 'x' || !isDash(name[1]) {
+		return false
+	}
+	for _, u := range untrustedOnlyHeaders {
+		if equalFold(name, u) {
+			return true
+		}
+	}
+	return false
 }
 
 // rewrite builds the outbound request. ReverseProxy has already removed
@@ -265,8 +280,10 @@ func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
 		// backends believe: X-Real-Ip about the client, and the rest about
 		// the URL — frameworks that route by X-Original-URL would serve a
 		// path other than the one the gate judged.
-		for _, h := range untrustedOnlyHeaders {
-			delete(pr.Out.Header, h)
+		for k := range pr.Out.Header {
+			if isUntrustedOnly(k) {
+				delete(pr.Out.Header, k)
+			}
 		}
 	}
 	if u.preserveHost {
@@ -276,7 +293,12 @@ func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
 	// headers ServeIdentity settled; but ReverseProxy also dropped every
 	// header the client named in Connection, which could be ours. Put
 	// them back: a client must not be able to hide a field of its
-	// identity (or the ID token) from the upstream either.
+	// identity (or the ID token) from the upstream either. Only a
+	// Connection header names others to drop (the fixed hop-by-hop list
+	// holds none of ours), so without one there is nothing to restore.
+	if _, ok := pr.In.Header["Connection"]; !ok {
+		return
+	}
 	for _, name := range settledNames {
 		if v, ok := pr.In.Header[name]; ok {
 			pr.Out.Header[name] = v

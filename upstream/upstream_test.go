@@ -248,6 +248,8 @@ func TestXForwarded(t *testing.T) {
 					"X-Rewrite-URL":      "/admin",
 					"X-Forwarded-Uri":    "/admin",
 					"X-Forwarded-Prefix": "/evil",
+					"x_original_method":  "DELETE",
+					"X_Forwarded_Path":   "/evil",
 				})
 				req.Header["X-Forwarded-For"] = []string{"203.0.113.9", "198.51.100.1"}
 				if p.h2 {
@@ -276,7 +278,7 @@ func TestXForwarded(t *testing.T) {
 				} else if g, w := got.Get("X-Forwarded-Proto"), tt.wantProto(scheme); g != w {
 					t.Errorf("X-Forwarded-Proto = %q, want %q", g, w)
 				}
-				for _, h := range []string{"X-Real-Ip", "X-Original-Url", "X-Rewrite-Url", "X-Forwarded-Uri", "X-Forwarded-Prefix"} {
+				for _, h := range []string{"X-Real-Ip", "X-Original-Url", "X-Rewrite-Url", "X-Forwarded-Uri", "X-Forwarded-Prefix", "X_original_method", "X_forwarded_path"} {
 					if _, ok := got[h]; ok != tt.wantReal {
 						t.Errorf("%s forwarded = %v, want %v (only from a trusted peer)", h, ok, tt.wantReal)
 					}
