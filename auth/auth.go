@@ -1,6 +1,7 @@
 // Package auth is the vocabulary every other part of Portcullis shares: who a
 // request belongs to (Identity), how that travels in a context, the sentinel
-// errors callers branch on, and the Secret type that never prints its value.
+// errors callers branch on, the Secret type that never prints its value, and
+// the one rule for which URLs a page may link to (HrefValue).
 //
 // It has no HTTP handlers, no configuration and imports only the standard
 // library, so every package may depend on it without creating a cycle.

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/portcullis-proxy/portcullis/auth"
 )
 
 // page answers a browser with a small HTML page and anything else with JSON
@@ -32,7 +34,7 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request, status int, title
 // pageHTML builds the page by plain Go code rather than html/template
 // (whose execution keeps every exported method of the binary alive for
 // reflection): every value goes through html.EscapeString, and the link
-// through safeURL first.
+// through auth.HrefValue.
 func pageHTML(status int, title, msg, link, linkText string) string {
 	var b strings.Builder
 	b.Grow(len(pageHead) + len(pageStyle) + 512)
@@ -47,7 +49,7 @@ func pageHTML(status int, title, msg, link, linkText string) string {
 	b.WriteString("</p>\n")
 	if link != "" {
 		b.WriteString(`  <p><a href="`)
-		b.WriteString(html.EscapeString(safeURL(link)))
+		b.WriteString(auth.HrefValue(link))
 		b.WriteString(`">`)
 		b.WriteString(html.EscapeString(linkText))
 		b.WriteString("</a></p>\n")
@@ -77,31 +79,6 @@ const pageStyle = `<style>
 <body>
 <main role="main">
 `
-
-// safeURL returns u for a URL that may go in an href or action: a path on
-// this site ("/…", but not "//…" or "/\…", which browsers read as another
-// host) or an absolute http(s) URL; anything else (javascript:, data:, a
-// URL with control characters, which browsers drop or strip) becomes "#".
-// The result still needs HTML escaping. The same function is in
-// auth/issuer and auth/login, which may not import each other.
-func safeURL(u string) string {
-	for i := 0; i < len(u); i++ {
-		if c := u[i]; c < 0x20 || c == 0x7f {
-			return "#"
-		}
-	}
-	switch {
-	case strings.HasPrefix(u, "/"):
-		if len(u) > 1 && (u[1] == '/' || u[1] == '\\') {
-			return "#"
-		}
-		return u
-	case len(u) >= 5 && strings.EqualFold(u[:5], "http:"),
-		len(u) >= 6 && strings.EqualFold(u[:6], "https:"):
-		return u
-	}
-	return "#"
-}
 
 func errorCode(status int) string {
 	switch status {

@@ -7,13 +7,15 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 )
 
 // The HTML echo page shows request values, which anyone can choose, and
 // identity headers, which come from the identity provider: every one is
 // escaped.
 func TestEchoHTMLEscapesEveryValue(t *testing.T) {
-	const evil = `<script>alert(1)</script>"' onfocus='x' a="b" &amp;`
+	const evil = authtest.Evil
 	render := func(v string) string {
 		r := &http.Request{
 			Method: v, Host: v,

@@ -5,13 +5,15 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/portcullis-proxy/portcullis/auth"
 )
 
 // The issuer's pages are built by plain Go code rather than html/template:
 // executing a template keeps every exported method of the binary alive for
 // reflection, which nearly doubles its size. Every interpolated value goes
 // through html.EscapeString (text and double-quoted attributes), and every
-// URL through safeURL first.
+// URL through auth.HrefValue.
 
 // render writes an HTML page with the headers every issuer page needs:
 // never cached, never framed (clickjacking), no outside resources.
@@ -52,7 +54,7 @@ func (p loginPage) html() string {
 		b.WriteString("</p>\n")
 	}
 	b.WriteString(`<form method="post" action="`)
-	b.WriteString(html.EscapeString(safeURL(p.Action)))
+	b.WriteString(auth.HrefValue(p.Action))
 	b.WriteString(`"`)
 	if p.Error != "" {
 		b.WriteString(` aria-describedby="login-error"`)
@@ -99,7 +101,7 @@ func (p consentPage) html() string {
 		b.WriteString(".</p>\n")
 	}
 	b.WriteString(`<form method="post" action="`)
-	b.WriteString(html.EscapeString(safeURL(p.Action)))
+	b.WriteString(auth.HrefValue(p.Action))
 	b.WriteString("\">\n")
 	writeHiddenFields(&b, p.Req, p.CSRF)
 	b.WriteString(`<button type="submit" name="decision" value="allow">Allow</button>` + "\n" +
@@ -187,28 +189,3 @@ const pageFootHTML = `</main>
 </body>
 </html>
 `
-
-// safeURL returns u for a URL that may go in an href or action: a path on
-// this site ("/…", but not "//…" or "/\…", which browsers read as another
-// host) or an absolute http(s) URL; anything else (javascript:, data:, a
-// URL with control characters, which browsers drop or strip) becomes "#".
-// The result still needs HTML escaping. The same function is in
-// auth/login and proxy, which may not import each other.
-func safeURL(u string) string {
-	for i := 0; i < len(u); i++ {
-		if c := u[i]; c < 0x20 || c == 0x7f {
-			return "#"
-		}
-	}
-	switch {
-	case strings.HasPrefix(u, "/"):
-		if len(u) > 1 && (u[1] == '/' || u[1] == '\\') {
-			return "#"
-		}
-		return u
-	case len(u) >= 5 && strings.EqualFold(u[:5], "http:"),
-		len(u) >= 6 && strings.EqualFold(u[:6], "https:"):
-		return u
-	}
-	return "#"
-}

@@ -1,66 +1,31 @@
 package issuer
 
 import (
-	"html"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/portcullis-proxy/portcullis/auth/authtest"
 )
-
-// evil is what a user, a client registration or a request could put in any
-// field of a page.
-const evil = `<script>alert(1)</script>"' onfocus='x' a="b" &amp;`
-
-// unsafeURLs must never reach an href or action.
-var unsafeURLs = []string{
-	"javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:alert(1)", "\tjavascript:alert(1)",
-	"java\tscript:alert(1)", "java\nscript:alert(1)", "data:text/html,<script>alert(1)</script>",
-	"DATA:text/html;base64,PHNjcmlwdD4=", " data:text/html,x", "vbscript:msgbox(1)", "VbScRiPt:msgbox(1)",
-	"//evil.example/", "/\\evil.example/", " //evil.example/", " /\\evil.example/", "\\\\evil.example/",
-	"/\t/evil.example/", "/\n/evil.example/", "/\r\\evil.example/", "\x00javascript:alert(1)",
-	"evil.example/x", "mailto:a@evil.example", "", " ", "#x", "?a=1",
-}
-
-// checkEscaped fails unless page, built with evil in every field, has the
-// same markup as benign, built with plain values: html.EscapeString leaves
-// no <, >, " or ' of a value in the output, so any extra one is a value
-// that got out.
-func checkEscaped(t *testing.T, name, page, benign string) {
-	t.Helper()
-	for _, c := range []string{"<", ">", `"`, "'"} {
-		if got, want := strings.Count(page, c), strings.Count(benign, c); got != want {
-			t.Errorf("%s: %d %q in the page, want %d (a value is not escaped):\n%s", name, got, c, want, page)
-		}
-	}
-	if strings.Contains(page, "<script") || strings.Contains(page, "onfocus='") || !strings.Contains(page, "&amp;amp;") {
-		t.Errorf("%s: value not escaped:\n%s", name, page)
-	}
-}
 
 func TestPagesEscapeEveryValue(t *testing.T) {
 	for _, tc := range []struct{ name, page, benign string }{
 		{"login",
-			loginPage{Action: "/a" + evil, Req: evil, CSRF: evil, Client: evil, Username: evil, Error: evil}.html(),
+			loginPage{Action: "/a" + authtest.Evil, Req: authtest.Evil, CSRF: authtest.Evil, Client: authtest.Evil, Username: authtest.Evil, Error: authtest.Evil}.html(),
 			loginPage{Action: "/a", Req: "x", CSRF: "x", Client: "x", Username: "x", Error: "x"}.html()},
 		{"consent",
-			consentPage{Action: "/a" + evil, Req: evil, CSRF: evil, Client: evil, User: evil, Scopes: []string{evil, scopeText(evil)}}.html(),
+			consentPage{Action: "/a" + authtest.Evil, Req: authtest.Evil, CSRF: authtest.Evil, Client: authtest.Evil, User: authtest.Evil, Scopes: []string{authtest.Evil, scopeText(authtest.Evil)}}.html(),
 			consentPage{Action: "/a", Req: "x", CSRF: "x", Client: "x", User: "x", Scopes: []string{"x", "x"}}.html()},
-		{"error", errorHTML(evil, evil), errorHTML("x", "x")},
+		{"error", errorHTML(authtest.Evil, authtest.Evil), errorHTML("x", "x")},
 	} {
-		checkEscaped(t, tc.name, tc.page, tc.benign)
-		if n := strings.Count(tc.page, html.EscapeString(evil)); n < 2 {
-			t.Errorf("%s: the escaped value appears %d times:\n%s", tc.name, n, tc.page)
-		}
+		authtest.CheckEscaped(t, tc.name, tc.page, tc.benign)
 	}
 }
 
-func TestSafeURL(t *testing.T) {
-	for _, u := range unsafeURLs {
-		if got := safeURL(u); got != "#" {
-			t.Errorf("safeURL(%q) = %q, want #", u, got)
-		}
+func TestPageActionURLs(t *testing.T) {
+	for _, u := range append(authtest.UnsafeURLs, "") {
 		for name, page := range map[string]string{
 			"login":   loginPage{Action: u}.html(),
 			"consent": consentPage{Action: u}.html(),

@@ -21,6 +21,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/portcullis-proxy/portcullis/auth"
 	"github.com/portcullis-proxy/portcullis/auth/session"
 )
 
@@ -414,7 +415,7 @@ func noStore(w http.ResponseWriter) {
 // the request is shown except an RFC 6749 error word. It is built by plain
 // Go code rather than html/template (whose execution keeps every exported
 // method of the binary alive for reflection): every value goes through
-// html.EscapeString, and the retry URL through safeURL first.
+// html.EscapeString, and the retry URL through auth.HrefValue.
 func (c *Client) page(w http.ResponseWriter, status int, title, msg, retry string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
@@ -440,7 +441,7 @@ func errorPageHTML(status int, title, msg, retry string) string {
 	b.WriteString("</p>\n")
 	if retry != "" {
 		b.WriteString(`<p><a class="button" href="`)
-		b.WriteString(html.EscapeString(safeURL(retry)))
+		b.WriteString(auth.HrefValue(retry))
 		b.WriteString(`">Try again</a></p>` + "\n")
 	}
 	b.WriteString(`<p class="code">Error `)
@@ -470,28 +471,3 @@ a.button:hover{background:#1c469f}
 <body>
 <main>
 `
-
-// safeURL returns u for a URL that may go in an href or action: a path on
-// this site ("/…", but not "//…" or "/\…", which browsers read as another
-// host) or an absolute http(s) URL; anything else (javascript:, data:, a
-// URL with control characters, which browsers drop or strip) becomes "#".
-// The result still needs HTML escaping. The same function is in
-// auth/issuer and proxy, which may not import each other.
-func safeURL(u string) string {
-	for i := 0; i < len(u); i++ {
-		if c := u[i]; c < 0x20 || c == 0x7f {
-			return "#"
-		}
-	}
-	switch {
-	case strings.HasPrefix(u, "/"):
-		if len(u) > 1 && (u[1] == '/' || u[1] == '\\') {
-			return "#"
-		}
-		return u
-	case len(u) >= 5 && strings.EqualFold(u[:5], "http:"),
-		len(u) >= 6 && strings.EqualFold(u[:6], "https:"):
-		return u
-	}
-	return "#"
-}
