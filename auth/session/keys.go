@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/auth"
@@ -208,33 +209,27 @@ func (k *keyring) openParts(name string, parts []string, use func([]byte) error)
 	if total > maxSealedLen {
 		return errors.New("value of " + strconv.Itoa(total) + " bytes is too long")
 	}
-	if !strings.HasPrefix(parts[0], sealedV2Prefix) {
-		return openLegacy(k.legacy, name, parts, total, use)
-	}
-	// Strict, and no line breaks (which base64 skips even then): exactly
-	// one string is the sealed form of a given ciphertext.
-	enc := base64.RawURLEncoding.Strict()
-	total -= len(sealedV2Prefix)
-	aadLen := len(aadPrefix) + len(name)
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
+	if !strings.HasPrefix(parts[0], sealedV2Prefix) {
+		return openLegacy(k.legacy, name, sc.join(parts, 0), sc, use)
+	}
+	text := sc.join(parts, len(sealedV2Prefix))
+	// Strict, and no line breaks (which base64 skips even then): exactly
+	// one string is the sealed form of a given ciphertext.
+	if bytes.ContainsAny(text, "\r\n") {
+		return errors.New("not base64")
+	}
+	enc := base64.RawURLEncoding.Strict()
+	aadLen := len(aadPrefix) + len(name)
 	// Decryption needs room of its own: a failed Open clears its output,
 	// and the ciphertext must survive for the next key in rotation.
-	buf := sc.grow(total + aadLen + 2*enc.DecodedLen(total))
-	text := buf[:0]
-	for i, p := range parts {
-		if i == 0 {
-			p = p[len(sealedV2Prefix):]
-		}
-		if strings.ContainsAny(p, "\r\n") {
-			return errors.New("not base64")
-		}
-		text = append(text, p...)
-	}
-	aad := append(buf[total:total], aadPrefix...)
+	decLen := enc.DecodedLen(len(text))
+	buf := sc.grow(aadLen + 2*decLen)
+	aad := append(buf[:0], aadPrefix...)
 	aad = append(aad, name...)
-	raw := buf[total+aadLen : total+aadLen+enc.DecodedLen(total)]
-	out := buf[total+aadLen+len(raw):]
+	raw := buf[aadLen : aadLen+decLen]
+	out := buf[aadLen+decLen:]
 	n, err := enc.Decode(raw, text)
 	if err != nil {
 		return errors.New("not base64")
@@ -250,6 +245,39 @@ func (k *keyring) openParts(name string, parts []string, use func([]byte) error)
 		}
 	}
 	return errMacInvalid
+}
+
+// scratch is the pooled working memory of one open: the joined sealed
+// value, and its decodings in buf, so that opening allocates nothing of
+// its size.
+type scratch struct {
+	text []byte
+	buf  []byte
+	sum  [sha256.Size]byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// join copies parts, in order and without the first skip bytes of the
+// first, into s.text and returns it.
+func (s *scratch) join(parts []string, skip int) []byte {
+	t := s.text[:0]
+	for i, p := range parts {
+		if i == 0 {
+			p = p[skip:]
+		}
+		t = append(t, p...)
+	}
+	s.text = t
+	return t
+}
+
+// grow returns s.buf with length n, reallocated only when too small.
+func (s *scratch) grow(n int) []byte {
+	if cap(s.buf) < n {
+		s.buf = make([]byte, n)
+	}
+	return s.buf[:n]
 }
 
 // envelope carries the sealing time of a Seal'ed value, so Open can apply

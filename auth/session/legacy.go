@@ -39,39 +39,15 @@ func newLegacyOpener(hashKey, blockKey []byte) (*legacyOpener, error) {
 // errMacInvalid: no key in rotation made this value's MAC.
 var errMacInvalid = errors.New("tampered with or sealed with an unknown key")
 
-// scratch is the pooled working memory of one open (the sealed value and
-// its decodings), so that opening allocates nothing of its size.
-type scratch struct {
-	buf []byte
-	sum [sha256.Size]byte
-}
-
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
-
-// grow returns s.buf with length n, reallocated only when too small.
-func (s *scratch) grow(n int) []byte {
-	if cap(s.buf) < n {
-		s.buf = make([]byte, n)
-	}
-	return s.buf[:n]
-}
-
-// openLegacy opens a value of total bytes in securecookie's form, made
-// of parts, for name with the first opener whose MAC matches, and calls
-// use with the plaintext (scratch memory).
-func openLegacy(openers []*legacyOpener, name string, parts []string, total int, use func([]byte) error) error {
+// openLegacy opens raw, a whole value in securecookie's form, for name
+// with the first opener whose MAC matches, and calls use with the
+// plaintext (scratch memory of sc, which raw may be too).
+func openLegacy(openers []*legacyOpener, name string, raw []byte, sc *scratch, use func([]byte) error) error {
 	enc := base64.URLEncoding
-	outerLen := enc.DecodedLen(total)
+	outerLen := enc.DecodedLen(len(raw))
 	prefix := len(name) + 1
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
-	buf := sc.grow(total + prefix + outerLen + enc.DecodedLen(outerLen))
-	raw := buf[:total]
-	off := 0
-	for _, p := range parts {
-		off += copy(raw[off:], p)
-	}
-	macIn := buf[total : total+prefix+outerLen]
+	buf := sc.grow(prefix + outerLen + enc.DecodedLen(outerLen))
+	macIn := buf[:prefix+outerLen]
 	copy(macIn, name)
 	macIn[prefix-1] = '|'
 	n, err := enc.Decode(macIn[prefix:], raw)
@@ -104,7 +80,7 @@ func openLegacy(openers []*legacyOpener, name string, parts []string, total int,
 	if !validTimestamp(date) {
 		return errors.New("invalid timestamp")
 	}
-	inner := buf[total+prefix+outerLen:]
+	inner := buf[prefix+outerLen:]
 	n, err = enc.Decode(inner, value)
 	if err != nil {
 		return errors.New("not base64 inside")

@@ -114,7 +114,8 @@ func (s *redisStore) fetch(r *http.Request, name string) (id []byte, key, record
 	return id, key, record, nil
 }
 
-// sealed implements sealedSource: the record, sealed for its key.
+// sealed fills v with the request's record, fetched from redis afresh, and
+// the key it is sealed for.
 func (s *redisStore) sealed(r *http.Request, name string, v *sealedValue) error {
 	_, key, record, err := s.fetch(r, name)
 	if err != nil {

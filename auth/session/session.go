@@ -309,15 +309,6 @@ type dataKey struct{}
 // errNoCookie: the request carries no session cookie at all.
 var errNoCookie = errors.New("no session cookie")
 
-// sealedSource is what both stores offer Load: the sealed session data of
-// a request and the name it is sealed for, read afresh on every call (for
-// redis: the record, fetched from redis).
-type sealedSource interface {
-	sealed(r *http.Request, name string, v *sealedValue) error
-}
-
-var _, _ sealedSource = (*cookieStore)(nil), (*redisStore)(nil)
-
 // Load returns the request's session. Any problem with what the browser
 // sent gives an error wrapping ErrNoSession; an unreachable redis gives
 // another error (callers treat both as "not signed in"). It never panics.
@@ -333,8 +324,10 @@ var _, _ sealedSource = (*cookieStore)(nil), (*redisStore)(nil)
 func (m *Manager) Load(r *http.Request) (*Data, error) {
 	var v sealedValue
 	var err error
-	// Concrete calls, not the sealedSource interface: through an interface
-	// v would escape, costing every request an allocation.
+	// Both stores give the request's sealed value and the name it is
+	// sealed for, read afresh on every call (for redis: the record). The
+	// calls are concrete: through an interface v would escape, costing
+	// every request an allocation.
 	switch st := m.store.(type) {
 	case *cookieStore:
 		err = st.sealed(r, m.name, &v)
