@@ -212,9 +212,16 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // request a copy of r to carry id in its context. r.Header is the
 // caller's to lose: it is changed.
 func (u *Upstream) ServeIdentity(w http.ResponseWriter, r *http.Request, id *auth.Identity) {
-	// The proxy stripped these already; strip again so a routing mistake
-	// elsewhere can never let a client speak for Portcullis.
-	StripIdentityHeaders(r.Header)
+	// The proxy stripped the identity headers already; strip again so a
+	// routing mistake elsewhere can never let a client speak for
+	// Portcullis. The same pass drops what an untrusted peer may not say
+	// about the URL, so the outbound copy needs no pass of its own.
+	untrusted := u.trusted == nil || !u.trusted(r)
+	for k := range r.Header {
+		if isIdentityHeader(k) || untrusted && isUntrustedOnly(k) {
+			delete(r.Header, k)
+		}
+	}
 	if dropped := SetIdentityHeaders(r.Header, id, u.forward); dropped != 0 {
 		u.log.WarnContext(r.Context(), "upstream: identity fields not forwarded: value has control characters, surrounding spaces or (groups) commas",
 			"upstream", u.name, "sub", id.Subject, "fields", dropped.String())
@@ -237,7 +244,10 @@ func (u *Upstream) ServeIdentity(w http.ResponseWriter, r *http.Request, id *aut
 
 // untrustedOnlyHeaders are removed from requests whose peer is not a
 // trusted proxy: lower case, '-' standing for '-' or '_' (as for the
-// identity headers, some servers read the two alike).
+// identity headers, some servers read the two alike). Like X-Forwarded-For,
+// these from an untrusted peer are lies some backends believe: X-Real-Ip
+// about the client, and the rest about the URL — frameworks that route by
+// X-Original-URL would serve a path other than the one the gate judged.
 var untrustedOnlyHeaders = [...]string{
 	"x-real-ip",
 	"x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-uri",
@@ -275,16 +285,9 @@ func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.Header["X-Forwarded-Proto"] = v
 		}
 	} else {
+		// ServeIdentity has dropped the untrustedOnlyHeaders from pr.In,
+		// so its copy pr.Out holds none.
 		pr.SetXForwarded()
-		// Like X-Forwarded-For, these from an untrusted peer are lies some
-		// backends believe: X-Real-Ip about the client, and the rest about
-		// the URL — frameworks that route by X-Original-URL would serve a
-		// path other than the one the gate judged.
-		for k := range pr.Out.Header {
-			if isUntrustedOnly(k) {
-				delete(pr.Out.Header, k)
-			}
-		}
 	}
 	if u.preserveHost {
 		pr.Out.Host = pr.In.Host
