@@ -331,13 +331,21 @@ func (u *Upstream) handleError(w http.ResponseWriter, r *http.Request, err error
 	writeError(w, r, http.StatusBadGateway)
 }
 
-// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies through.
+// bufferPool recycles the buffers ReverseProxy copies bodies through.
 // It keeps pointers to the arrays themselves: a pointer fits in the pool's
 // interface value as it is, where a *[]byte made in Put would be one more
 // allocation per request.
 type bufferPool struct{ p sync.Pool }
 
-const bufferSize = 32 << 10
+// bufferSize is twice ReverseProxy's own 32 KiB: a large download then
+// takes half the read and write system calls, which streams it about 10 %
+// faster on loopback (bench/run.sh's download row, paired runs). A buffer
+// is held while a body is being copied, so it costs 64 KiB per response
+// streaming at that moment — for the whole life of a server-sent event
+// stream — and nothing per idle connection. Larger buffers were faster
+// still (128–512 KiB: +20–40 %, but bimodal below 512 KiB) and would cost
+// every open event stream that much memory.
+const bufferSize = 64 << 10
 
 func newBufferPool() *bufferPool {
 	return &bufferPool{p: sync.Pool{New: func() any { return new([bufferSize]byte) }}}
