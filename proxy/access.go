@@ -116,6 +116,9 @@ type recorder struct {
 }
 
 func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.oneRequestID()
+	}
 	if w.status == 0 || (w.status < 200 && code >= 200) {
 		w.status = code
 	}
@@ -124,6 +127,7 @@ func (w *recorder) WriteHeader(code int) {
 
 func (w *recorder) Write(b []byte) (int, error) {
 	if w.status == 0 {
+		w.oneRequestID()
 		w.status = http.StatusOK
 	}
 	n, err := w.ResponseWriter.Write(b)
@@ -131,9 +135,22 @@ func (w *recorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// oneRequestID leaves the response one X-Request-Id before its header is
+// written. ReverseProxy adds the upstream's response headers to the ones
+// the gate set, so an upstream that sends X-Request-Id (many echo the one
+// they were given) would make two: the upstream's own then wins, as it is
+// the one in the upstream's logs.
+func (w *recorder) oneRequestID() {
+	h := w.Header()
+	if v := h["X-Request-Id"]; len(v) > 1 {
+		h["X-Request-Id"] = v[1:]
+	}
+}
+
 // Flush keeps streaming (SSE) working for code that asserts http.Flusher.
 func (w *recorder) Flush() {
 	if w.status == 0 {
+		w.oneRequestID()
 		w.status = http.StatusOK
 	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()

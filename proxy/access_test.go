@@ -147,6 +147,39 @@ func TestFixedJSONAnswers(t *testing.T) {
 	}
 }
 
+// An upstream that answers with its own X-Request-Id (many echo the one
+// they were sent) must not make the client see two.
+func TestRequestIDFromUpstream(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tt := range []struct {
+		name   string
+		answer func(sent string) []string // the upstream's X-Request-Id values
+		want   func(sent string) []string // what the client gets
+	}{
+		{"none", func(string) []string { return nil }, func(s string) []string { return []string{s} }},
+		{"echoed", func(s string) []string { return []string{s} }, func(s string) []string { return []string{s} }},
+		{"its own", func(string) []string { return []string{"app-7"} }, func(string) []string { return []string{"app-7"} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.backend.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if v := tt.answer(r.Header.Get("X-Request-Id")); v != nil {
+					w.Header()["X-Request-Id"] = v
+				}
+				_, _ = w.Write([]byte("ok"))
+			}))
+			resp, _ := do(t, e.browser(), "GET", e.base+"/public/p", "application/json", nil)
+			sent := e.backend.Last(t).Header.Get("X-Request-Id")
+			if len(sent) != 16 {
+				t.Fatalf("upstream X-Request-Id = %q, want 16 hex characters", sent)
+			}
+			got, want := resp.Header.Values("X-Request-Id"), tt.want(sent)
+			if strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Errorf("client X-Request-Id = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
 func TestRequestID(t *testing.T) {
 	h := &Handler{trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 	for _, tt := range []struct {
