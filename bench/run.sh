@@ -25,6 +25,13 @@
 #   METRICS      1 (default) serves /metrics on a loopback metrics_listen, as
 #                production does, so every request is counted; 0 runs
 #                without (Portcullis then keeps no metrics at all)
+#   PGO_PROFILE  write to this file a CPU profile of Portcullis taken during
+#                every Portcullis wrk run, merged: the profile that
+#                profile-guided optimisation builds from. Portcullis is then
+#                built with -tags pgoprofile (pprof on a loopback port) and
+#                its figures include the profiler's cost. Refresh the
+#                committed one after changing the hot path with
+#                  PGO_PROFILE=cmd/portcullis/default.pgo bench/run.sh
 set -euo pipefail
 
 DURATION=${DURATION:-4}
@@ -39,9 +46,12 @@ KEEP=${KEEP:-0}
 LOG_LEVEL=${LOG_LEVEL:-warn}
 LOG_FORMAT=${LOG_FORMAT:-text}
 METRICS=${METRICS:-1}
+PGO_PROFILE=${PGO_PROFILE:-}
 DOWNLOAD_MIB=100
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Made absolute now: the build below runs in $ROOT.
+case "$PGO_PROFILE" in "" | /*) ;; *) PGO_PROFILE="$PWD/$PGO_PROFILE" ;; esac
 OUT=${OUT:-$ROOT/bench/results/latest.md}
 
 # The whole run is bounded: re-run this script under timeout(1), which on
@@ -134,8 +144,12 @@ log "building into $TMP"
 # In the background with its pid in CHILD, so an interrupt stops it too
 # (timeout passes the signal on to go and its compilers). Every binary is
 # built the way the Dockerfile ships Portcullis: static (CGO_ENABLED=0, so
-# no libc is mapped), -trimpath, -ldflags="-s -w".
-(cd "$ROOT" && CGO_ENABLED=0 timeout 300 go build -trimpath -ldflags="-s -w" -o "$TMP/" \
+# no libc is mapped), -trimpath, -ldflags="-s -w"; go build's default
+# -pgo=auto applies cmd/portcullis/default.pgo to Portcullis, as it does
+# there. With PGO_PROFILE the tag adds cmd/portcullis/pgoprofile.go.
+TAGS=()
+if [ -n "$PGO_PROFILE" ]; then TAGS=(-tags pgoprofile); fi
+(cd "$ROOT" && CGO_ENABLED=0 timeout 300 go build -trimpath -ldflags="-s -w" "${TAGS[@]}" -o "$TMP/" \
   ./cmd/portcullis ./bench/upstream ./bench/bareproxy ./bench/signin) \
   >"$TMP/build.log" 2>&1 &
 CHILD=$!
@@ -163,6 +177,7 @@ free_port UP_PORT
 free_port BARE_PORT
 free_port PC_PORT
 free_port METRICS_PORT
+free_port PPROF_PORT
 UP="http://127.0.0.1:$UP_PORT"
 BARE="http://127.0.0.1:$BARE_PORT"
 PC="http://127.0.0.1:$PC_PORT"
@@ -225,7 +240,15 @@ start() {
 }
 start upstream "$TMP/upstream" -listen "127.0.0.1:$UP_PORT" -download-mib "$DOWNLOAD_MIB"
 start bareproxy "$TMP/bareproxy" -listen "127.0.0.1:$BARE_PORT" -upstream "$UP"
+PPROF=""
+if [ -n "$PGO_PROFILE" ]; then
+  PPROF="127.0.0.1:$PPROF_PORT"
+  export PORTCULLIS_PPROF_LISTEN=$PPROF
+fi
 start portcullis "$TMP/portcullis" serve -config "$TMP/portcullis.yaml"
+# pgo_of BINARY: the profile the binary was built with, from its build info.
+pgo_of() { go version -m "$1" 2>/dev/null | awk '$1 == "build" && $2 ~ /^-pgo=/ { sub(/^-pgo=/, "", $2); print $2 }'; }
+PGO_USED=$(pgo_of "$TMP/portcullis")
 
 # wait_ready NAME URL waits up to 30 s for URL to answer 200.
 wait_ready() {
@@ -317,6 +340,13 @@ run_wrk() {
   pid=$(measured_pid "$t")
   out="$TMP/wrk-$p-$t-$r.txt"
   c0=$(cpu_ticks "$pid")
+  local prof=""
+  if [ -n "$PPROF" ] && [ "$t" = portcullis ]; then
+    # The profiler runs for the wrk run's duration, in the background.
+    prof="$TMP/cpu-$p-$r.pprof"
+    taskset -c "$LOAD_CPU" curl -s -o "$prof" -m $((DURATION + 30)) "http://$PPROF/debug/pprof/profile?seconds=$DURATION" &
+    PROF_PID=$!
+  fi
   taskset -c "$LOAD_CPU" timeout --foreground $((DURATION + 30)) \
     wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s --latency "${HDRS[@]}" "$(base_of "$t")$URLPATH" >"$out" 2>&1 &
   CHILD=$!
@@ -325,6 +355,9 @@ run_wrk() {
   split=$(rss_split "$pid")
   wait "$CHILD" || { cat "$out" >&2; fail "wrk against $t ($p) failed"; }
   CHILD=""
+  if [ -n "$prof" ]; then
+    wait "$PROF_PID" && [ -s "$prof" ] || fail "no CPU profile from Portcullis's pprof listener for $p"
+  fi
   c1=$(cpu_ticks "$pid")
   awk -v p="$p" -v t="$t" -v r="$r" -v dt=$((c1 - c0)) -v tck="$TCK" -v rss="$rss" -v rsplit="$split" '
     function ms(s,   v) {
@@ -389,6 +422,13 @@ for r in $(seq 1 "$ROUNDS"); do
   log "round $r/$ROUNDS done ($(($(date +%s) - T0)) s)"
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ -n "$PPROF" ]; then
+  # One profile of every Portcullis run, merged: what PGO builds from.
+  go tool pprof -proto "$TMP"/cpu-*.pprof >"$TMP/merged.pgo" 2>"$TMP/pprof.log" ||
+    { cat "$TMP/pprof.log" >&2; fail "merging the CPU profiles"; }
+  mv "$TMP/merged.pgo" "$PGO_PROFILE"
+  log "CPU profile of Portcullis written to $PGO_PROFILE"
+fi
 HWM_BARE=$(hwm_kib "$PID_bareproxy")
 HWM_PC=$(hwm_kib "$PID_portcullis")
 AFF_UP=$(awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/$PID_upstream/status")
@@ -439,7 +479,7 @@ report() {
   echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), commit $GIT, $(go version | cut -d' ' -f3), Linux $(uname -r), $NCPU × $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
   echo "- wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds alternating direct/bare/portcullis then portcullis/bare/direct; downloads: curl, $DOWNLOADS per target per round; every figure is the median over rounds (non-2xx: sum)"
   echo "- **Pinning (taskset):** upstream, bare proxy and Portcullis on CPU $SERVER_CPU (Cpus_allowed_list: upstream $AFF_UP, bare $AFF_BARE, portcullis $AFF_PC, so Go runs them with GOMAXPROCS=1); wrk and curl on CPU $LOAD_CPU"
-  echo "- Portcullis: built-in issuer, cookie session store, \`log: { level: $LOG_LEVEL, format: $LOG_FORMAT }\` (stderr to a file), metrics_listen \`${METRICS_LISTEN:-off}\`; session cookie header $COOKIE_BYTES bytes; bearer = client_credentials access token (RS256 JWT); every binary built static as the Dockerfile ships it (CGO_ENABLED=0, -trimpath, -s -w)"
+  echo "- Portcullis: built-in issuer, cookie session store, \`log: { level: $LOG_LEVEL, format: $LOG_FORMAT }\` (stderr to a file), metrics_listen \`${METRICS_LISTEN:-off}\`; session cookie header $COOKIE_BYTES bytes; bearer = client_credentials access token (RS256 JWT); every binary built static as the Dockerfile ships it (CGO_ENABLED=0, -trimpath, -s -w); Portcullis $(if [ -n "$PGO_USED" ]; then echo "built with profile-guided optimisation ($(basename "$PGO_USED"))"; else echo "built without a PGO profile"; fi)$(if [ -n "$PPROF" ]; then echo "; **profiling on** (PGO_PROFILE): its figures include the profiler's cost"; fi)"
   echo "- load average at start $LOAD_START, at end $LOAD_END. Nothing else on the machine is stopped for the run, so other work shows up as noise: trust the ratios within one run more than absolute numbers across runs"
   echo
   echo "| request | status d/b/p | direct req/s | bare req/s | portcullis req/s | P ÷ bare | P ÷ direct | p50 ms d / b / p | p99 ms d / b / p | p99 P ÷ bare | non-2xx/3xx P | CPU µs/req bare | CPU µs/req P | RSS MiB bare / P |"

@@ -9,6 +9,7 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"debug/buildinfo"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -1448,5 +1449,22 @@ func TestDockerfileBuildsStaticBinary(t *testing.T) {
 	}
 	if bytes.Contains(raw, []byte(root+"/")) {
 		t.Errorf("binary contains the source path %s: build with -trimpath", root)
+	}
+
+	// Profile-guided optimisation: go build's default -pgo=auto applies
+	// cmd/portcullis/default.pgo (see bench/README.md), and the build info
+	// says so. Without it every request costs a few per cent more.
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgo := ""
+	for _, s := range info.Settings {
+		if s.Key == "-pgo" {
+			pgo = s.Value
+		}
+	}
+	if filepath.Base(pgo) != "default.pgo" {
+		t.Errorf("binary built with -pgo=%q, want cmd/portcullis/default.pgo (is it missing, or does the build pass -pgo=off?)", pgo)
 	}
 }
