@@ -330,7 +330,9 @@ func (h *Handler) identify(w http.ResponseWriter, r *http.Request, rt *route) (*
 // keeps working until its access token has actually expired. An error is
 // returned only when the session store itself is unavailable.
 func (h *Handler) sessionIdentity(w http.ResponseWriter, r *http.Request) (*auth.Identity, error) {
-	d, err := h.sessions.Load(r)
+	// View, not Load: d is shared with the session cache and other
+	// requests, and read only. A refresh makes a new Data of its own.
+	d, err := h.sessions.View(r)
 	if err != nil {
 		if errors.Is(err, session.ErrUnavailable) {
 			return nil, err
@@ -345,6 +347,11 @@ func (h *Handler) sessionIdentity(w http.ResponseWriter, r *http.Request) (*auth
 				h.log.WarnContext(r.Context(), "saving refreshed session", "err", err)
 			}
 			d = nd
+			if !d.ExpiresAt.IsZero() && d.ExpiresAt.Before(d.Identity.Expiry) {
+				// As View does for a loaded session: the identity holds
+				// no longer than the session.
+				d.Identity.Expiry = d.ExpiresAt
+			}
 		case errors.Is(err, auth.ErrUnauthenticated):
 			// login records the refresh_refused audit event.
 			h.log.DebugContext(r.Context(), "session ended: refresh refused", "sub", d.Identity.Subject, "err", err)
@@ -357,13 +364,9 @@ func (h *Handler) sessionIdentity(w http.ResponseWriter, r *http.Request) (*auth
 			return nil, nil
 		}
 	}
-	// d is this request's own (Load and Refresh return private copies), so
-	// its Identity is handed on as it is rather than copied once more.
-	id := &d.Identity
-	if !d.ExpiresAt.IsZero() && d.ExpiresAt.Before(id.Expiry) {
-		id.Expiry = d.ExpiresAt
-	}
-	return id, nil
+	// Handed on without a copy: nothing after the gate modifies an
+	// identity (policy, forward-auth and the upstream only read it).
+	return &d.Identity, nil
 }
 
 func (h *Handler) verifyBearer(ctx context.Context, raw string, rt *route) (*auth.Identity, error) {

@@ -80,6 +80,17 @@ func BenchmarkLoad(b *testing.B) {
 					}
 				})
 			}
+			// What the proxy calls: the cached Data itself, no copy.
+			b.Run("2KB-view", func(b *testing.B) {
+				r := benchRequest(b, m, benchData(2048))
+				b.SetBytes(int64(len(r.Header.Get("Cookie"))))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := m.View(r); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		})
 	}
 }

@@ -172,8 +172,8 @@ func (c *dataCache) hash(k cacheKey) uint64 {
 	return h
 }
 
-// get returns a private copy of the cached Data for k, or nil when there
-// is none or it has expired at now.
+// get returns the cached Data for k, or nil when there is none or it has
+// expired at now. The Data is shared: callers must not modify it.
 func (c *dataCache) get(k cacheKey, now time.Time) *Data {
 	h := c.hash(k)
 	c.mu.RLock()
@@ -190,7 +190,7 @@ func (c *dataCache) get(k cacheKey, now time.Time) *Data {
 		c.mu.Unlock()
 		return nil
 	}
-	return cloneData(e.data)
+	return e.data
 }
 
 // put remembers d (which the caller must not modify afterwards) for k until

@@ -313,8 +313,9 @@ var errNoCookie = errors.New("no session cookie")
 // sent gives an error wrapping ErrNoSession; an unreachable redis gives
 // another error (callers treat both as "not signed in"). It never panics.
 // The returned Identity has Method MethodSession, its AccessToken and
-// IDToken set from the Data, and Expiry set to ExpiresAt when it was zero.
-// The Data is the caller's own: modifying it affects nothing else.
+// IDToken set from the Data, and Expiry set to ExpiresAt when it was zero
+// or later (the identity holds no longer than its session). The Data is
+// the caller's own: modifying it affects nothing else.
 //
 // A sealed value that opened before is not opened again: its decoded Data
 // comes from a bounded cache that a hit must match with the exact sealed
@@ -322,6 +323,18 @@ var errNoCookie = errors.New("no session cookie")
 // call, so a session deleted at sign-out ends at once; only its decoding
 // is skipped.
 func (m *Manager) Load(r *http.Request) (*Data, error) {
+	d, err := m.View(r)
+	if err != nil {
+		return nil, err
+	}
+	return cloneData(d), nil
+}
+
+// View is Load without the copy, for the proxy's hot path: the Data is
+// the decoded-session cache's, shared by every request that carries the
+// same cookie, so the caller must not modify it or anything it points to.
+// Call Load for a Data of one's own.
+func (m *Manager) View(r *http.Request) (*Data, error) {
 	var v sealedValue
 	var err error
 	// Both stores give the request's sealed value and the name it is
@@ -365,11 +378,11 @@ func (m *Manager) Load(r *http.Request) (*Data, error) {
 	d.Identity.Method = auth.MethodSession
 	d.Identity.AccessToken = auth.Secret(d.AccessToken)
 	d.Identity.IDToken = auth.Secret(d.IDToken)
-	if d.Identity.Expiry.IsZero() {
+	if d.Identity.Expiry.IsZero() || d.ExpiresAt.Before(d.Identity.Expiry) {
 		d.Identity.Expiry = d.ExpiresAt
 	}
 	m.cache.put(key, d, v.size(), now)
-	return cloneData(d), nil
+	return d, nil
 }
 
 // checkAlive refuses a session past its sealed expiry, or older than the

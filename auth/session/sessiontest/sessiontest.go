@@ -851,6 +851,21 @@ func (s suite) testRepeatLoads(t *testing.T) {
 				checkSame(t, again, want)
 			}
 
+			// View gives the same session without a copy: the cache's
+			// own Data, the same one on every request, untouched by
+			// what callers of Load did to theirs.
+			v1, err := m.View(requestWith(cookies))
+			if err != nil {
+				t.Fatalf("View() = %v, want the session", err)
+			}
+			checkSame(t, v1, want)
+			if v2, err := m.View(requestWith(cookies)); err != nil || v2 != v1 {
+				t.Errorf("repeat View() = %p, %v; want the shared %p", v2, err, v1)
+			}
+			if d, err := loadWith(m, cookies); err != nil || d == v1 {
+				t.Errorf("Load() after View() = %p, %v; want a copy, not the shared %p", d, err, v1)
+			}
+
 			// A tampered copy of a cookie that loads fine never loads.
 			for i, c := range cookies {
 				if len(c.Value) < 8 {
