@@ -116,10 +116,10 @@ type recorder struct {
 }
 
 func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.oneRequestID()
-	}
 	if w.status == 0 || (w.status < 200 && code >= 200) {
+		if code >= 200 {
+			w.oneRequestID() // the final header, after any 1xx
+		}
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
