@@ -346,12 +346,9 @@ func (h *Handler) sessionIdentity(w http.ResponseWriter, r *http.Request) (*auth
 			if err := h.sessions.Save(w, r, nd); err != nil {
 				h.log.WarnContext(r.Context(), "saving refreshed session", "err", err)
 			}
+			// Refresh keeps ExpiresAt and Identity.Expiry, which View
+			// has already bounded by the session.
 			d = nd
-			if !d.ExpiresAt.IsZero() && d.ExpiresAt.Before(d.Identity.Expiry) {
-				// As View does for a loaded session: the identity holds
-				// no longer than the session.
-				d.Identity.Expiry = d.ExpiresAt
-			}
 		case errors.Is(err, auth.ErrUnauthenticated):
 			// login records the refresh_refused audit event.
 			h.log.DebugContext(r.Context(), "session ended: refresh refused", "sub", d.Identity.Subject, "err", err)

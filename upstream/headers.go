@@ -117,9 +117,13 @@ func (f Forward) String() string {
 //
 // It MUST run on every request before SetIdentityHeaders. It ranges over h
 // once and allocates nothing.
-func StripIdentityHeaders(h http.Header) {
+func StripIdentityHeaders(h http.Header) { stripHeaders(h, false) }
+
+// stripHeaders is StripIdentityHeaders, and with untrusted it also drops the
+// untrustedOnlyHeaders in the same pass.
+func stripHeaders(h http.Header, untrusted bool) {
 	for k := range h {
-		if isIdentityHeader(k) {
+		if isIdentityHeader(k) || untrusted && isUntrustedOnly(k) {
 			delete(h, k)
 		}
 	}

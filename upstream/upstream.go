@@ -216,12 +216,7 @@ func (u *Upstream) ServeIdentity(w http.ResponseWriter, r *http.Request, id *aut
 	// routing mistake elsewhere can never let a client speak for
 	// Portcullis. The same pass drops what an untrusted peer may not say
 	// about the URL, so the outbound copy needs no pass of its own.
-	untrusted := u.trusted == nil || !u.trusted(r)
-	for k := range r.Header {
-		if isIdentityHeader(k) || untrusted && isUntrustedOnly(k) {
-			delete(r.Header, k)
-		}
-	}
+	stripHeaders(r.Header, u.trusted == nil || !u.trusted(r))
 	if dropped := SetIdentityHeaders(r.Header, id, u.forward); dropped != 0 {
 		u.log.WarnContext(r.Context(), "upstream: identity fields not forwarded: value has control characters, surrounding spaces or (groups) commas",
 			"upstream", u.name, "sub", id.Subject, "fields", dropped.String())

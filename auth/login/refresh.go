@@ -61,7 +61,7 @@ func (c *Client) Refresh(ctx context.Context, d *session.Data) (*session.Data, e
 	if f.err != nil {
 		return nil, f.err
 	}
-	return cloneData(f.res), nil
+	return f.res.Clone(), nil
 }
 
 // refusal is a refresh that can never succeed (it wraps
@@ -97,12 +97,6 @@ func (c *Client) recordRefresh(ctx context.Context, d *session.Data, err error) 
 	default:
 		c.metrics.refresh(refreshError)
 	}
-}
-
-func cloneData(d *session.Data) *session.Data {
-	out := *d
-	out.Identity.Groups = append([]string(nil), d.Identity.Groups...)
-	return &out
 }
 
 // refreshGrace is how long the result of a refresh is handed to callers
@@ -175,8 +169,7 @@ func (c *Client) refresh(ctx context.Context, disc *discovered, d *session.Data)
 		return nil, &refusal{reason: refuseNoAccessToken,
 			err: fmt.Errorf("login: refresh: token response without access_token: %w", auth.ErrUnauthenticated)}
 	}
-	out := *d
-	out.Identity.Groups = append([]string(nil), d.Identity.Groups...)
+	out := d.Clone()
 	out.AccessToken = tok.AccessToken
 	out.AccessExpiry = c.accessExpiry(tok)
 	if tok.RefreshToken != "" {
@@ -209,8 +202,8 @@ func (c *Client) refresh(ctx context.Context, disc *discovered, d *session.Data)
 	// the session keeps only what later requests need.
 	out.Identity.AccessToken = auth.Secret(out.AccessToken)
 	out.Identity.IDToken = auth.Secret(out.IDToken)
-	c.trimTokens(&out)
-	return &out, nil
+	c.trimTokens(out)
+	return out, nil
 }
 
 // SignOut handles GET and POST /oauth2/sign_out?rd=. It clears the

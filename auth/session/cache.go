@@ -246,30 +246,10 @@ func (c *dataCache) len() int {
 	return len(c.entries)
 }
 
-// inlineGroups is how many groups a copy made by cloneData keeps in the
-// same allocation as the Data itself: most users are in a handful.
-const inlineGroups = 8
-
-// dataBox is a Data with room for its groups, so that a typical copy is
-// one allocation, not two.
-type dataBox struct {
-	d      Data
-	groups [inlineGroups]string
-}
-
-// cloneData copies d deeply enough that the copy can be modified freely:
-// the only shared mutable part of a Data is its groups slice.
-func cloneData(d *Data) *Data {
-	g := d.Identity.Groups
-	if len(g) > inlineGroups {
-		c := *d
-		c.Identity.Groups = slices.Clone(g)
-		return &c
-	}
-	b := &dataBox{d: *d}
-	if g != nil {
-		n := copy(b.groups[:], g)
-		b.d.Identity.Groups = b.groups[:n:n]
-	}
-	return &b.d
+// Clone copies d deeply enough that the copy can be modified freely: the
+// only shared mutable part of a Data is its groups slice.
+func (d *Data) Clone() *Data {
+	c := *d
+	c.Identity.Groups = slices.Clone(d.Identity.Groups)
+	return &c
 }

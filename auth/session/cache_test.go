@@ -213,15 +213,15 @@ func TestCacheHashIgnoresSplit(t *testing.T) {
 }
 
 // TestCloneData: a copy shares nothing the caller could change: appending
-// to or editing its groups never reaches the original, for inline and
-// spilled group counts alike.
+// to or editing its groups never reaches the original, however many there
+// are.
 func TestCloneData(t *testing.T) {
-	for _, n := range []int{0, 1, inlineGroups, inlineGroups + 1, 40} {
+	for _, n := range []int{0, 1, 8, 9, 40} {
 		d := &Data{IDToken: "it"}
 		for i := range n {
 			d.Identity.Groups = append(d.Identity.Groups, fmt.Sprint("g", i))
 		}
-		c := cloneData(d)
+		c := d.Clone()
 		if len(c.Identity.Groups) != n || (n == 0) != (c.Identity.Groups == nil) || c.IDToken != "it" {
 			t.Fatalf("%d groups: copy has %v", n, c.Identity.Groups)
 		}

@@ -327,7 +327,7 @@ func (m *Manager) Load(r *http.Request) (*Data, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cloneData(d), nil
+	return d.Clone(), nil
 }
 
 // View is Load without the copy, for the proxy's hot path: the Data is
