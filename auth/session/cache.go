@@ -174,8 +174,10 @@ func (c *dataCache) hash(k cacheKey) uint64 {
 
 // get returns the cached Data for k, or nil when there is none or it has
 // expired at now. The Data is shared: callers must not modify it.
-func (c *dataCache) get(k cacheKey, now time.Time) *Data {
-	h := c.hash(k)
+//
+// h is c.hash(k): the caller computes it once for a lookup and the put
+// that follows a miss.
+func (c *dataCache) get(k cacheKey, h uint64, now time.Time) *Data {
 	c.mu.RLock()
 	e, ok := c.entries[h]
 	c.mu.RUnlock()
@@ -195,7 +197,8 @@ func (c *dataCache) get(k cacheKey, now time.Time) *Data {
 
 // put remembers d (which the caller must not modify afterwards) for k until
 // min(now+maxAge, d.ExpiresAt). size is the length of the sealed value.
-func (c *dataCache) put(k cacheKey, d *Data, size int, now time.Time) {
+// h is c.hash(k).
+func (c *dataCache) put(k cacheKey, h uint64, d *Data, size int, now time.Time) {
 	exp := now.Add(c.maxAge)
 	if !d.ExpiresAt.IsZero() && d.ExpiresAt.Before(exp) {
 		exp = d.ExpiresAt
@@ -203,7 +206,6 @@ func (c *dataCache) put(k cacheKey, d *Data, size int, now time.Time) {
 	if !now.Before(exp) || size > c.maxBytes {
 		return
 	}
-	h := c.hash(k)
 	e := cacheEntry{name: k.v.name, sealed: k.v.join(), data: d, expires: exp, size: size}
 	c.mu.Lock()
 	defer c.mu.Unlock()

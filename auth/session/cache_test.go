@@ -31,8 +31,8 @@ func TestDataCacheExpiry(t *testing.T) {
 			c := newDataCache(10, 1<<20, time.Minute)
 			d := &Data{Identity: auth.Identity{Subject: "s"}, ExpiresAt: now.Add(tt.expiresAt)}
 			k := newCacheKey("n", "sealed")
-			c.put(k, d, 10, now)
-			got := c.get(k, now.Add(tt.at))
+			c.store(k, d, 10, now)
+			got := c.lookup(k, now.Add(tt.at))
 			if (got != nil) != tt.hit {
 				t.Fatalf("get(at now+%s) = %v, want hit %v", tt.at, got, tt.hit)
 			}
@@ -52,35 +52,35 @@ func TestDataCacheBounds(t *testing.T) {
 	t.Run("entries", func(t *testing.T) {
 		c := newDataCache(8, 1<<20, time.Minute)
 		for i := range 100 {
-			c.put(newCacheKey("n", fmt.Sprint(i)), d, 10, now)
+			c.store(newCacheKey("n", fmt.Sprint(i)), d, 10, now)
 			if c.len() > 8 {
 				t.Fatalf("len() after %d puts = %d, want at most 8", i+1, c.len())
 			}
 		}
-		if k := newCacheKey("n", "99"); c.get(k, now) == nil {
+		if k := newCacheKey("n", "99"); c.lookup(k, now) == nil {
 			t.Error("get(last put) = nil, want the entry just stored")
 		}
 	})
 	t.Run("bytes", func(t *testing.T) {
 		c := newDataCache(1000, 100, time.Minute)
 		for i := range 50 {
-			c.put(newCacheKey("n", fmt.Sprint(i)), d, 30, now)
+			c.store(newCacheKey("n", fmt.Sprint(i)), d, 30, now)
 			if c.bytes > 100 || c.len() > 3 {
 				t.Fatalf("after %d puts of 30 bytes: %d bytes in %d entries, want at most 100 bytes", i+1, c.bytes, c.len())
 			}
 		}
-		c.put(newCacheKey("n", "big"), d, 101, now)
-		if c.get(newCacheKey("n", "big"), now) != nil {
+		c.store(newCacheKey("n", "big"), d, 101, now)
+		if c.lookup(newCacheKey("n", "big"), now) != nil {
 			t.Error("an entry larger than the whole budget was cached")
 		}
 	})
 	t.Run("expired go first", func(t *testing.T) {
 		c := newDataCache(2, 1<<20, time.Minute)
-		c.put(newCacheKey("n", "old"), d, 10, now)
-		c.put(newCacheKey("n", "young"), d, 10, now.Add(30*time.Second))
+		c.store(newCacheKey("n", "old"), d, 10, now)
+		c.store(newCacheKey("n", "young"), d, 10, now.Add(30*time.Second))
 		later := now.Add(time.Minute) // "old" has expired, "young" has not
-		c.put(newCacheKey("n", "new"), d, 10, later)
-		if c.get(newCacheKey("n", "young"), later) == nil || c.get(newCacheKey("n", "new"), later) == nil {
+		c.store(newCacheKey("n", "new"), d, 10, later)
+		if c.lookup(newCacheKey("n", "young"), later) == nil || c.lookup(newCacheKey("n", "new"), later) == nil {
 			t.Error("a live entry was evicted while an expired one could go")
 		}
 	})
@@ -88,7 +88,7 @@ func TestDataCacheBounds(t *testing.T) {
 		c := newDataCache(10, 1<<20, time.Minute)
 		k := newCacheKey("n", "x")
 		for range 5 {
-			c.put(k, d, 40, now)
+			c.store(k, d, 40, now)
 		}
 		if c.len() != 1 || c.bytes != 40 {
 			t.Errorf("after 5 puts of one key: %d entries, %d bytes, want 1, 40", c.len(), c.bytes)
@@ -167,22 +167,22 @@ func TestCacheHitNeedsExactBytes(t *testing.T) {
 	c := newDataCache(10, 1<<20, time.Minute)
 	d := &Data{Identity: auth.Identity{Subject: "victim"}, ExpiresAt: now.Add(time.Hour)}
 	victim := newCacheKey("_portcullis", "sealed-value-of-the-victim")
-	c.put(victim, d, 30, now)
+	c.store(victim, d, 30, now)
 
 	attacker := newCacheKey("_portcullis", "garbage-that-collides")
 	c.mu.Lock()
 	c.entries[c.hash(attacker)] = c.entries[c.hash(victim)]
 	c.mu.Unlock()
-	if got := c.get(attacker, now); got != nil {
+	if got := c.lookup(attacker, now); got != nil {
 		t.Fatalf("a value with other bytes got the entry of %q", got.Identity.Subject)
 	}
-	if got := c.get(newCacheKey("_other", "sealed-value-of-the-victim"), now); got != nil {
+	if got := c.lookup(newCacheKey("_other", "sealed-value-of-the-victim"), now); got != nil {
 		t.Fatal("the same bytes sealed for another name hit")
 	}
 	// The same bytes in two chunks are the same value.
 	chunked := &sealedValue{name: "_portcullis", n: 2}
 	chunked.parts[0], chunked.parts[1] = "sealed-value-of", "-the-victim"
-	if got := c.get(chunked.key(), now); got == nil || got.Identity.Subject != "victim" {
+	if got := c.lookup(chunked.key(), now); got == nil || got.Identity.Subject != "victim" {
 		t.Fatal("the same bytes in chunks missed")
 	}
 }
@@ -233,4 +233,12 @@ func TestCloneData(t *testing.T) {
 			t.Fatalf("%d groups: changing the copy changed the original to %v", n, d.Identity.Groups)
 		}
 	}
+}
+
+// lookup is get, hashing k itself as the Manager does.
+func (c *dataCache) lookup(k cacheKey, now time.Time) *Data { return c.get(k, c.hash(k), now) }
+
+// store is put, hashing k itself as the Manager does.
+func (c *dataCache) store(k cacheKey, d *Data, size int, now time.Time) {
+	c.put(k, c.hash(k), d, size, now)
 }

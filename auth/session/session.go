@@ -361,7 +361,8 @@ func (m *Manager) View(r *http.Request) (*Data, error) {
 	}
 	now := m.now()
 	key := v.key()
-	if d := m.cache.get(key, now); d != nil {
+	h := m.cache.hash(key)
+	if d := m.cache.get(key, h, now); d != nil {
 		if err := m.checkAlive(d, now); err != nil {
 			return nil, err
 		}
@@ -381,7 +382,7 @@ func (m *Manager) View(r *http.Request) (*Data, error) {
 	if d.Identity.Expiry.IsZero() || d.ExpiresAt.Before(d.Identity.Expiry) {
 		d.Identity.Expiry = d.ExpiresAt
 	}
-	m.cache.put(key, d, v.size(), now)
+	m.cache.put(key, h, d, v.size(), now)
 	return d, nil
 }
 
