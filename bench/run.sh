@@ -458,18 +458,22 @@ col() {
 # colsum / colmax KIND TARGET COLUMN over the rounds.
 colsum() { awk -v p="$1" -v t="$2" -v c="$3" -F'\t' '$1 == p && $2 == t { s += $c } END { print s + 0 }' "$RES"; }
 colmax() { awk -v p="$1" -v t="$2" -v c="$3" -F'\t' '$1 == p && $2 == t && $c > m { m = $c } END { print m + 0 }' "$RES"; }
-# per_round KIND COLUMN: Portcullis ÷ bare within each round (the two runs
-# are next to each other), one line per round in round order; several
-# downloads per round are averaged first.
+# per_round KIND COLUMN [BASE]: Portcullis ÷ BASE (default bare) within
+# each round, where the two runs are next to each other, one line per round
+# in round order; several downloads per round are averaged first.
 per_round() {
-  awk -v p="$1" -v c="$2" -F'\t' '
-    $1 == p && $2 == "bare" { b[$3] += $c; nb[$3]++ }
+  awk -v p="$1" -v c="$2" -v base="${3:-bare}" -F'\t' '
+    $1 == p && $2 == base { b[$3] += $c; nb[$3]++ }
     $1 == p && $2 == "portcullis" { q[$3] += $c; nq[$3]++ }
     END { for (r = 1; r in q; r++) if ((r in b) && b[r] > 0) printf "%.3f\n", (q[r] / nq[r]) / (b[r] / nb[r]) }' "$RES"
 }
-# paired KIND COLUMN: the median of per_round.
+# paired KIND COLUMN [BASE]: the median of per_round. Every ratio the
+# report gives is this: pairing each Portcullis run with the run next to it
+# cancels the drift of the machine's speed over a run (on a shared VM a
+# round's bare-proxy figure alone moves by 10-20 %), which the ratio of two
+# medians taken over different rounds does not.
 paired() {
-  per_round "$1" "$2" | sort -g |
+  per_round "$@" | sort -g |
     awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "nan" || v == "") print "–"; else printf f, v }'; }
@@ -505,7 +509,7 @@ report() {
   echo "## Portcullis load benchmark"
   echo
   echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), commit $GIT, $(go version | cut -d' ' -f3), Linux $(uname -r), $NCPU × $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-  echo "- wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds alternating direct/bare/portcullis then portcullis/bare/direct; downloads: curl, $DOWNLOADS per target per round; every figure is the median over rounds (non-2xx: sum)"
+  echo "- wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds alternating direct/bare/portcullis then portcullis/bare/direct; downloads: curl, $DOWNLOADS per target per round; every figure is the median over rounds (non-2xx: sum); every ratio is the median over rounds of Portcullis's figure over the other target's in the same round"
   echo "- **Pinning (taskset):** upstream, bare proxy and Portcullis on CPU $SERVER_CPU (Cpus_allowed_list: upstream $AFF_UP, bare $AFF_BARE, portcullis $AFF_PC, so Go runs them with GOMAXPROCS=1); wrk and curl on CPU $LOAD_CPU"
   echo "- Portcullis: built-in issuer, cookie session store, \`log: { level: $LOG_LEVEL, format: $LOG_FORMAT }\` (stderr to a file), metrics_listen \`${METRICS_LISTEN:-off}\`; session cookie header $COOKIE_BYTES bytes; bearer = client_credentials access token (RS256 JWT); every binary built static as the Dockerfile ships it (CGO_ENABLED=0, -trimpath, -s -w); Portcullis $(if [ -n "$PGO_USED" ]; then echo "built with profile-guided optimisation ($(basename "$PGO_USED"))"; else echo "built without a PGO profile"; fi)$(if [ -n "$PPROF" ]; then echo "; **profiling on** (PGO_PROFILE): its figures include the profiler's cost"; fi)"
   echo "- load average at start $LOAD_START, at end $LOAD_END. Nothing else on the machine is stopped for the run, so other work shows up as noise: trust the ratios within one run more than absolute numbers across runs"
@@ -519,17 +523,17 @@ report() {
     if [ "$p" = download ]; then
       printf '| %s | %s | %s | %s | %s | %s | %s | – | – | – | – | %s | %s | %s / %s |\n' \
         "$(label "$p")" "$s" "$(fmt "$d" %.0f)" "$(fmt "$b" %.0f)" "$(fmt "$c" %.0f)" \
-        "$(fmt "$(ratio "$c" "$b")" %.2f)" "$(fmt "$(ratio "$c" "$d")" %.2f)" \
+        "$(fmt "$(paired "$p" 4)" %.2f)" "$(fmt "$(paired "$p" 4 direct)" %.2f)" \
         "$(fmt "${M[$p,bare,cpu]}" %.0f)" "$(fmt "${M[$p,portcullis,cpu]}" %.0f)" \
         "$(awk -v k="${M[$p,bare,rss]}" 'BEGIN { printf "%.1f", k / 1024 }')" \
         "$(awk -v k="${M[$p,portcullis,rss]}" 'BEGIN { printf "%.1f", k / 1024 }')"
     else
       printf '| %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s | %s | %s | %s | %s | %s / %s |\n' \
         "$(label "$p")" "$s" "$(fmt "$d" %.0f)" "$(fmt "$b" %.0f)" "$(fmt "$c" %.0f)" \
-        "$(fmt "$(ratio "$c" "$b")" %.2f)" "$(fmt "$(ratio "$c" "$d")" %.2f)" \
+        "$(fmt "$(paired "$p" 4)" %.2f)" "$(fmt "$(paired "$p" 4 direct)" %.2f)" \
         "$(fmt "${M[$p,direct,p50]}" %.2f)" "$(fmt "${M[$p,bare,p50]}" %.2f)" "$(fmt "${M[$p,portcullis,p50]}" %.2f)" \
         "$(fmt "${M[$p,direct,p99]}" %.2f)" "$(fmt "${M[$p,bare,p99]}" %.2f)" "$(fmt "${M[$p,portcullis,p99]}" %.2f)" \
-        "$(fmt "$(ratio "${M[$p,portcullis,p99]}" "${M[$p,bare,p99]}")" %.2f)" \
+        "$(fmt "$(paired "$p" 6)" %.2f)" \
         "${M[$p,portcullis,bad]}" \
         "$(fmt "${M[$p,bare,cpu]}" %.1f)" "$(fmt "${M[$p,portcullis,cpu]}" %.1f)" \
         "$(awk -v k="${M[$p,bare,rss]}" 'BEGIN { printf "%.1f", k / 1024 }')" \
@@ -543,24 +547,24 @@ report() {
   echo
   echo "### Targets (reported, not asserted)"
   echo
-  target() { # name value op limit unit-note [paired-value]
+  target() { # name value op limit unit-note [ratio-of-medians]
     local verdict pv=""
     verdict=$(awk -v v="$2" -v op="$3" -v l="$4" 'BEGIN {
       if (v == "nan" || v == "") { print "not measured"; exit }
       ok = (op == ">=") ? (v >= l) : (v <= l)
       print ok ? "**met**" : "**not met**" }')
-    if [ -n "${6:-}" ]; then pv="; median of the per-round ratios $(fmt "$6" %.2f)"; fi
+    if [ -n "${6:-}" ]; then pv="; ratio of the medians $(fmt "$6" %.2f)"; fi
     echo "- $1: $(fmt "$2" %.2f)$5 (target $3 $4$5): $verdict$pv"
   }
   has() { case " $PATHS " in *" $1 "*) return 0 ;; esac; return 1; }
-  if has cookie; then target "signed-in req/s ÷ bare" "$(ratio "${M[cookie,portcullis,val]}" "${M[cookie,bare,val]}")" ">=" 0.85 "" "$(paired cookie 4)"; fi
-  if has bearer; then target "bearer req/s ÷ bare" "$(ratio "${M[bearer,portcullis,val]}" "${M[bearer,bare,val]}")" ">=" 0.80 "" "$(paired bearer 4)"; fi
-  if has cookie; then target "signed-in p99 ÷ bare p99 at $CONNECTIONS connections" "$(ratio "${M[cookie,portcullis,p99]}" "${M[cookie,bare,p99]}")" "<=" 1.2 "" "$(paired cookie 6)"; fi
-  if has bearer; then target "bearer p99 ÷ bare p99 at $CONNECTIONS connections" "$(ratio "${M[bearer,portcullis,p99]}" "${M[bearer,bare,p99]}")" "<=" 1.2 "" "$(paired bearer 6)"; fi
-  if has download; then target "download MiB/s ÷ bare" "$(ratio "${M[download,portcullis,val]}" "${M[download,bare,val]}")" ">=" 1.0 "" "$(paired download 4)"; fi
+  if has cookie; then target "signed-in req/s ÷ bare" "$(paired cookie 4)" ">=" 0.85 "" "$(ratio "${M[cookie,portcullis,val]}" "${M[cookie,bare,val]}")"; fi
+  if has bearer; then target "bearer req/s ÷ bare" "$(paired bearer 4)" ">=" 0.80 "" "$(ratio "${M[bearer,portcullis,val]}" "${M[bearer,bare,val]}")"; fi
+  if has cookie; then target "signed-in p99 ÷ bare p99 at $CONNECTIONS connections" "$(paired cookie 6)" "<=" 1.2 "" "$(ratio "${M[cookie,portcullis,p99]}" "${M[cookie,bare,p99]}")"; fi
+  if has bearer; then target "bearer p99 ÷ bare p99 at $CONNECTIONS connections" "$(paired bearer 6)" "<=" 1.2 "" "$(ratio "${M[bearer,portcullis,p99]}" "${M[bearer,bare,p99]}")"; fi
+  if has download; then target "download MiB/s ÷ bare" "$(paired download 4)" ">=" 1.0 "" "$(ratio "${M[download,portcullis,val]}" "${M[download,bare,val]}")"; fi
   target "Portcullis RSS under load (largest mid-run sample)" "$(awk -v k="$RSS_MAX_PC" 'BEGIN { print k / 1024 }')" "<=" 25 " MiB"
   echo
-  echo "Each verdict is on the ratio of the medians in the table above. The median of the per-round ratios pairs each Portcullis run with the bare run next to it, so drift in the machine's speed over the run cancels out; the two estimates differing by more than a few hundredths means the machine was noisy."
+  echo "Each verdict is on the median of the per-round ratios (the table's ratio columns): each Portcullis run is paired with the bare run next to it, so drift in the machine's speed over the run cancels out. The ratio of the two medians (each taken over all rounds, so possibly from different rounds) is given beside it; the two differing by more than a few hundredths means the machine's speed drifted during the run, and a longer run (more ROUNDS) is worth doing before drawing a conclusion."
   echo
   echo "### Every run (req/s, download MiB/s), in round order"
   echo
