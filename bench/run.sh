@@ -476,6 +476,12 @@ paired() {
   per_round "$@" | sort -g |
     awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+# spread KIND COLUMN: "low–high" of per_round's middle half (the whole
+# range for four rounds or fewer), to show how far a verdict is from noise.
+spread() {
+  per_round "$1" "$2" | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR == 0) { print "–"; exit } k = int((NR - 1) / 4); printf "%.2f–%.2f", a[1 + k], a[NR - k] }'
+}
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "nan" || v == "") print "–"; else printf f, v }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == "nan") print "nan"; else printf "%.3f", a / b }'; }
 
@@ -547,24 +553,25 @@ report() {
   echo
   echo "### Targets (reported, not asserted)"
   echo
-  target() { # name value op limit unit-note [ratio-of-medians]
+  target() { # name value op limit unit-note [ratio-of-medians [spread]]
     local verdict pv=""
     verdict=$(awk -v v="$2" -v op="$3" -v l="$4" 'BEGIN {
       if (v == "nan" || v == "") { print "not measured"; exit }
       ok = (op == ">=") ? (v >= l) : (v <= l)
       print ok ? "**met**" : "**not met**" }')
     if [ -n "${6:-}" ]; then pv="; ratio of the medians $(fmt "$6" %.2f)"; fi
+    if [ -n "${7:-}" ]; then pv="$pv; middle half of the rounds $7"; fi
     echo "- $1: $(fmt "$2" %.2f)$5 (target $3 $4$5): $verdict$pv"
   }
   has() { case " $PATHS " in *" $1 "*) return 0 ;; esac; return 1; }
-  if has cookie; then target "signed-in req/s ÷ bare" "$(paired cookie 4)" ">=" 0.85 "" "$(ratio "${M[cookie,portcullis,val]}" "${M[cookie,bare,val]}")"; fi
-  if has bearer; then target "bearer req/s ÷ bare" "$(paired bearer 4)" ">=" 0.80 "" "$(ratio "${M[bearer,portcullis,val]}" "${M[bearer,bare,val]}")"; fi
-  if has cookie; then target "signed-in p99 ÷ bare p99 at $CONNECTIONS connections" "$(paired cookie 6)" "<=" 1.2 "" "$(ratio "${M[cookie,portcullis,p99]}" "${M[cookie,bare,p99]}")"; fi
-  if has bearer; then target "bearer p99 ÷ bare p99 at $CONNECTIONS connections" "$(paired bearer 6)" "<=" 1.2 "" "$(ratio "${M[bearer,portcullis,p99]}" "${M[bearer,bare,p99]}")"; fi
-  if has download; then target "download MiB/s ÷ bare" "$(paired download 4)" ">=" 1.0 "" "$(ratio "${M[download,portcullis,val]}" "${M[download,bare,val]}")"; fi
+  if has cookie; then target "signed-in req/s ÷ bare" "$(paired cookie 4)" ">=" 0.85 "" "$(ratio "${M[cookie,portcullis,val]}" "${M[cookie,bare,val]}")" "$(spread cookie 4)"; fi
+  if has bearer; then target "bearer req/s ÷ bare" "$(paired bearer 4)" ">=" 0.80 "" "$(ratio "${M[bearer,portcullis,val]}" "${M[bearer,bare,val]}")" "$(spread bearer 4)"; fi
+  if has cookie; then target "signed-in p99 ÷ bare p99 at $CONNECTIONS connections" "$(paired cookie 6)" "<=" 1.2 "" "$(ratio "${M[cookie,portcullis,p99]}" "${M[cookie,bare,p99]}")" "$(spread cookie 6)"; fi
+  if has bearer; then target "bearer p99 ÷ bare p99 at $CONNECTIONS connections" "$(paired bearer 6)" "<=" 1.2 "" "$(ratio "${M[bearer,portcullis,p99]}" "${M[bearer,bare,p99]}")" "$(spread bearer 6)"; fi
+  if has download; then target "download MiB/s ÷ bare" "$(paired download 4)" ">=" 1.0 "" "$(ratio "${M[download,portcullis,val]}" "${M[download,bare,val]}")" "$(spread download 4)"; fi
   target "Portcullis RSS under load (largest mid-run sample)" "$(awk -v k="$RSS_MAX_PC" 'BEGIN { print k / 1024 }')" "<=" 25 " MiB"
   echo
-  echo "Each verdict is on the median of the per-round ratios (the table's ratio columns): each Portcullis run is paired with the bare run next to it, so drift in the machine's speed over the run cancels out. The ratio of the two medians (each taken over all rounds, so possibly from different rounds) is given beside it; the two differing by more than a few hundredths means the machine's speed drifted during the run, and a longer run (more ROUNDS) is worth doing before drawing a conclusion."
+  echo "Each verdict is on the median of the per-round ratios (the table's ratio columns): each Portcullis run is paired with the bare run next to it, so drift in the machine's speed over the run cancels out. The ratio of the two medians (each taken over all rounds, so possibly from different rounds) is given beside it; the two differing by more than a few hundredths means the machine's speed drifted during the run. The middle half of the per-round ratios (all of them with four rounds or fewer) shows how much single rounds disagree: a target inside that band is within this run's noise, and more ROUNDS are worth running before drawing a conclusion."
   echo
   echo "### Every run (req/s, download MiB/s), in round order"
   echo

@@ -54,8 +54,9 @@ func TestRunScript(t *testing.T) {
 			t.Errorf("report lacks %q\n%s", want, report)
 		}
 	}
-	// Every ratio line has a verdict on a number and the other estimate
-	// beside it: a broken awk pipeline shows up as a dash or an empty value.
+	// Every ratio line has a verdict on a number, the other estimate and
+	// the rounds' spread beside it: a broken awk pipeline shows up as a dash
+	// or an empty value.
 	for _, line := range strings.Split(report, "\n") {
 		if !strings.HasPrefix(line, "- ") || !strings.Contains(line, "(target") {
 			continue
@@ -69,7 +70,7 @@ func TestRunScript(t *testing.T) {
 	}
 }
 
-var ratioLine = regexp.MustCompile(`: [0-9]+\.[0-9]{2} \(target .*; ratio of the medians [0-9]+\.[0-9]{2}$`)
+var ratioLine = regexp.MustCompile(`: [0-9]+\.[0-9]{2} \(target .*; ratio of the medians [0-9]+\.[0-9]{2}; middle half of the rounds [0-9]+\.[0-9]{2}–[0-9]+\.[0-9]{2}$`)
 
 // TestRunScriptRefusesBadKnobs: a typo in a knob stops the run at once,
 // before anything is built, saying which knob.
