@@ -451,9 +451,10 @@ AFF_PC=$(awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/$PID_portcullis/status"
 
 # ---------------------------------------------------------------- report
 # col KIND TARGET COLUMN → the median of that column over the rounds.
-col() {
-  awk -v p="$1" -v t="$2" -v c="$3" -F'\t' '$1 == p && $2 == t { print $c }' "$RES" | sort -g |
-    awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+col() { awk -v p="$1" -v t="$2" -v c="$3" -F'\t' '$1 == p && $2 == t { print $c }' "$RES" | median; }
+# median: the median of the numbers on stdin, one per line ("nan" for none).
+median() {
+  sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 # colsum / colmax KIND TARGET COLUMN over the rounds.
 colsum() { awk -v p="$1" -v t="$2" -v c="$3" -F'\t' '$1 == p && $2 == t { s += $c } END { print s + 0 }' "$RES"; }
@@ -472,16 +473,15 @@ per_round() {
 # cancels the drift of the machine's speed over a run (on a shared VM a
 # round's bare-proxy figure alone moves by 10-20 %), which the ratio of two
 # medians taken over different rounds does not.
-paired() {
-  per_round "$@" | sort -g |
-    awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
+paired() { per_round "$@" | median; }
 # spread KIND COLUMN: "low–high" of per_round's middle half (the whole
 # range for four rounds or fewer), to show how far a verdict is from noise.
 spread() {
   per_round "$1" "$2" | sort -g |
     awk '{ a[NR] = $1 } END { if (NR == 0) { print "–"; exit } k = int((NR - 1) / 4); printf "%.2f–%.2f", a[1 + k], a[NR - k] }'
 }
+# dotted: stdin's lines joined with " · ", for the every-run tables.
+dotted() { paste -sd' ' | sed 's/ / · /g'; }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "nan" || v == "") print "–"; else printf f, v }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "nan" || b == "nan") print "nan"; else printf "%.3f", a / b }'; }
 
@@ -563,12 +563,20 @@ report() {
     if [ -n "${7:-}" ]; then pv="$pv; middle half of the rounds $7"; fi
     echo "- $1: $(fmt "$2" %.2f)$5 (target $3 $4$5): $verdict$pv"
   }
+  # ratio_target NAME KIND val|p99 OP LIMIT: a Portcullis ÷ bare target,
+  # judged on the paired ratio, with the ratio of the medians and the spread.
+  ratio_target() {
+    local c=4
+    if [ "$3" = p99 ]; then c=6; fi
+    has "$2" || return 0
+    target "$1" "$(paired "$2" $c)" "$4" "$5" "" "$(ratio "${M[$2,portcullis,$3]}" "${M[$2,bare,$3]}")" "$(spread "$2" $c)"
+  }
   has() { case " $PATHS " in *" $1 "*) return 0 ;; esac; return 1; }
-  if has cookie; then target "signed-in req/s ÷ bare" "$(paired cookie 4)" ">=" 0.85 "" "$(ratio "${M[cookie,portcullis,val]}" "${M[cookie,bare,val]}")" "$(spread cookie 4)"; fi
-  if has bearer; then target "bearer req/s ÷ bare" "$(paired bearer 4)" ">=" 0.80 "" "$(ratio "${M[bearer,portcullis,val]}" "${M[bearer,bare,val]}")" "$(spread bearer 4)"; fi
-  if has cookie; then target "signed-in p99 ÷ bare p99 at $CONNECTIONS connections" "$(paired cookie 6)" "<=" 1.2 "" "$(ratio "${M[cookie,portcullis,p99]}" "${M[cookie,bare,p99]}")" "$(spread cookie 6)"; fi
-  if has bearer; then target "bearer p99 ÷ bare p99 at $CONNECTIONS connections" "$(paired bearer 6)" "<=" 1.2 "" "$(ratio "${M[bearer,portcullis,p99]}" "${M[bearer,bare,p99]}")" "$(spread bearer 6)"; fi
-  if has download; then target "download MiB/s ÷ bare" "$(paired download 4)" ">=" 1.0 "" "$(ratio "${M[download,portcullis,val]}" "${M[download,bare,val]}")" "$(spread download 4)"; fi
+  ratio_target "signed-in req/s ÷ bare" cookie val ">=" 0.85
+  ratio_target "bearer req/s ÷ bare" bearer val ">=" 0.80
+  ratio_target "signed-in p99 ÷ bare p99 at $CONNECTIONS connections" cookie p99 "<=" 1.2
+  ratio_target "bearer p99 ÷ bare p99 at $CONNECTIONS connections" bearer p99 "<=" 1.2
+  ratio_target "download MiB/s ÷ bare" download val ">=" 1.0
   target "Portcullis RSS under load (largest mid-run sample)" "$(awk -v k="$RSS_MAX_PC" 'BEGIN { print k / 1024 }')" "<=" 25 " MiB"
   echo
   echo "Each verdict is on the median of the per-round ratios (the table's ratio columns): each Portcullis run is paired with the bare run next to it, so drift in the machine's speed over the run cancels out. The ratio of the two medians (each taken over all rounds, so possibly from different rounds) is given beside it; the two differing by more than a few hundredths means the machine's speed drifted during the run. The middle half of the per-round ratios (all of them with four rounds or fewer) shows how much single rounds disagree: a target inside that band is within this run's noise, and more ROUNDS are worth running before drawing a conclusion."
@@ -590,8 +598,8 @@ report() {
   echo "| request | req/s | p99 |"
   echo "|---|---|---|"
   for p in $PATHS; do
-    printf '| %s | %s | %s |\n' "$(label "$p")" "$(per_round "$p" 4 | paste -sd' ' | sed 's/ / · /g')" \
-      "$(if [ "$p" = download ]; then echo –; else per_round "$p" 6 | paste -sd' ' | sed 's/ / · /g'; fi)"
+    printf '| %s | %s | %s |\n' "$(label "$p")" "$(per_round "$p" 4 | dotted)" \
+      "$(if [ "$p" = download ]; then echo –; else per_round "$p" 6 | dotted; fi)"
   done
 }
 
